@@ -1,0 +1,12 @@
+//! Builds the pass-through plugin from `plugins/passthrough` to wasm and points
+//! `UPGATE_PASSTHROUGH_WASM` at it, so the binary embeds its default plugin.
+
+fn main() {
+    let manifest = std::path::PathBuf::from(
+        std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
+    );
+    let workspace = manifest.parent().expect("host/ sits in the workspace");
+    let dir = upgate_wasm_build::build_plugins(workspace, &["upgate-plugin-passthrough"]);
+    let wasm = dir.join("upgate_plugin_passthrough.wasm");
+    println!("cargo:rustc-env=UPGATE_PASSTHROUGH_WASM={}", wasm.display());
+}

@@ -1,0 +1,36 @@
+//! The response body type every proxy path returns, and the short text answers
+//! the proxy gives on its own (502, 504, 400...), each saying why.
+
+use bytes::Bytes;
+use http::{Response, StatusCode};
+use http_body_util::{combinators::BoxBody, BodyExt, Full};
+
+/// Any error a body may yield while streaming.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The body of every response upgate sends.
+pub type ProxyBody = BoxBody<Bytes, BoxError>;
+
+/// A complete body from bytes.
+pub fn full(bytes: impl Into<Bytes>) -> ProxyBody {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// A short `text/plain` answer from the proxy itself: `"<code> <reason>: <why>\n"`.
+pub fn status_response(status: StatusCode, why: &str) -> Response<ProxyBody> {
+    let text = format!(
+        "{} {}: {}\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or(""),
+        why
+    );
+    let mut res = Response::new(full(text));
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    res
+}

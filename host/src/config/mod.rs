@@ -1,0 +1,156 @@
+//! The configuration file: its TOML schema ([`raw`]), validation into a [`Config`]
+//! ([`validate`]), and the durations it is written with ([`duration`]).
+//!
+//! Loading is two steps, `parse` then `validate`, so every error names the key it
+//! comes from (`routes[1].upstream: ...`) and nothing is started from a bad file.
+
+pub mod duration;
+mod raw;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Default idle timeout of a tunnel: an hour, not nginx's 60 s.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+/// Default time to wait for an upstream's response head.
+pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default time to connect to one address of an upstream.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default wall-clock budget of one plugin hook call, time waiting on the upstream excluded.
+pub const DEFAULT_PLUGIN_DEADLINE: Duration = Duration::from_millis(50);
+/// Default size of each of a tunnel's two copy buffers.
+pub const DEFAULT_BUFFER_SIZE: usize = 16 * 1024;
+
+/// A configuration error: the file (if any), the key, and why.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{file}: cannot read: {reason}")]
+    Read {
+        /// The config file.
+        file: String,
+        /// The OS error.
+        reason: String,
+    },
+    /// The file is not valid TOML for the schema (unknown key, wrong type, ...).
+    #[error("{file}: {reason}")]
+    Parse {
+        /// The config file.
+        file: String,
+        /// The TOML parser's message, with line and column.
+        reason: String,
+    },
+    /// A value is well-formed but not acceptable.
+    #[error("{file}: {key}: {reason}")]
+    Invalid {
+        /// The config file.
+        file: String,
+        /// The key, written as a path: `routes[0].upstream`.
+        key: String,
+        /// Why the value is refused.
+        reason: String,
+    },
+}
+
+/// A validated configuration: every reference resolved, every default applied.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where it was read from (for reload and error messages); `None` when built in code.
+    pub source: Option<PathBuf>,
+    /// Addresses to accept connections on.
+    pub listeners: Vec<SocketAddr>,
+    /// Upstreams by name.
+    pub upstreams: BTreeMap<String, UpstreamConfig>,
+    /// Routes, in match order (longest path prefix first among same-host routes).
+    pub routes: Vec<RouteConfig>,
+}
+
+/// One upstream: addresses tried in order when a connect fails.
+#[derive(Clone, Debug)]
+pub struct UpstreamConfig {
+    /// Its name, as routes and plugins refer to it.
+    pub name: String,
+    /// `host:port` addresses, tried in order.
+    pub addresses: Vec<String>,
+    /// Time allowed to connect to one address.
+    pub connect_timeout: Duration,
+}
+
+/// Where a route's plugin comes from.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum PluginSource {
+    /// The pass-through plugin built into the binary.
+    Embedded,
+    /// A `.wasm` component file.
+    File(PathBuf),
+}
+
+/// One route: what it matches, where it goes, and which plugin decides its upgrades.
+#[derive(Clone, Debug)]
+pub struct RouteConfig {
+    /// Name used in logs and given to the plugin (`name`, default `route-N`).
+    pub name: String,
+    /// Host to match (`host`), lower case, no port; `*.example.com` matches subdomains; `None` = any.
+    pub host: Option<String>,
+    /// Path prefix to match (`path_prefix`, default `/`).
+    pub path_prefix: String,
+    /// The default upstream (`upstream`), then any others the plugin may use (`extra_upstreams`).
+    pub upstreams: Vec<String>,
+    /// The plugin (`plugin`, a path relative to the config file; default: pass-through).
+    pub plugin: PluginSource,
+    /// Settings handed to the plugin (`plugin_config`: a string, or a table passed as TOML text).
+    pub plugin_config: String,
+    /// Upgrade protocols a tunnel may switch to (`allowed_upgrades`, default `["websocket"]`), lower case.
+    pub allowed_upgrades: Vec<String>,
+    /// Close a tunnel after this long without a byte either way (`idle_timeout`, default 1h).
+    pub idle_timeout: Duration,
+    /// Time allowed for an upstream's response head (`response_timeout`, default 60s).
+    pub response_timeout: Duration,
+    /// Budget of one plugin call, upstream waits excluded (`plugin_deadline`, default 50ms).
+    pub plugin_deadline: Duration,
+    /// Size of each tunnel copy buffer in bytes (`buffer_size`, default 16384).
+    pub buffer_size: usize,
+}
+
+impl Config {
+    /// Reads and validates a config file. Relative plugin paths resolve against its folder.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            file: file.clone(),
+            reason: e.to_string(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let mut config = Config::parse(&text, &file, base)?;
+        config.source = Some(path.to_path_buf());
+        Ok(config)
+    }
+
+    /// Parses and validates config text; `file` names it in errors, `base` anchors relative paths.
+    pub fn parse(text: &str, file: &str, base: &Path) -> Result<Config, ConfigError> {
+        let raw: raw::RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            file: file.to_string(),
+            reason: e.to_string().trim_end().replace('\n', "\n    "),
+        })?;
+        validate::validate(raw, file, base)
+    }
+
+    /// The one-route config of quick mode: `listen` → `upstream` for every path.
+    pub fn quick(
+        listen: SocketAddr,
+        upstream: &str,
+        plugin: Option<PathBuf>,
+        plugin_config: Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let raw = raw::RawConfig::quick(listen, upstream, plugin, plugin_config);
+        validate::validate(raw, "command line", Path::new("."))
+    }
+
+    /// The route named `name`, if any.
+    pub fn route(&self, name: &str) -> Option<&RouteConfig> {
+        self.routes.iter().find(|r| r.name == name)
+    }
+}

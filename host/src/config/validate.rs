@@ -1,0 +1,293 @@
+//! Turns a [`RawConfig`] into a [`Config`]: checks every value and reference,
+//! applies defaults, and names the offending key in every error.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use super::raw::{RawConfig, RawRoute, RawUpstream};
+use super::{
+    Config, ConfigError, PluginSource, RouteConfig, UpstreamConfig, DEFAULT_BUFFER_SIZE,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_PLUGIN_DEADLINE,
+    DEFAULT_RESPONSE_TIMEOUT,
+};
+
+/// Smallest and largest accepted `buffer_size`.
+const BUFFER_RANGE: (usize, usize) = (1024, 16 * 1024 * 1024);
+
+struct Checker<'a> {
+    file: &'a str,
+}
+
+impl Checker<'_> {
+    fn err(&self, key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            file: self.file.to_string(),
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+pub fn validate(raw: RawConfig, file: &str, base: &Path) -> Result<Config, ConfigError> {
+    let c = Checker { file };
+    if raw.listeners.is_empty() {
+        return Err(c.err(
+            "listeners",
+            "at least one `[[listeners]]` with an `address` is needed",
+        ));
+    }
+    let mut listeners = Vec::new();
+    for (i, l) in raw.listeners.iter().enumerate() {
+        let addr: SocketAddr = l.address.parse().map_err(|_| {
+            c.err(
+                format!("listeners[{i}].address"),
+                format!("`{}` is not an ip:port address", l.address),
+            )
+        })?;
+        if listeners.contains(&addr) {
+            return Err(c.err(
+                format!("listeners[{i}].address"),
+                format!("`{addr}` is listed twice"),
+            ));
+        }
+        listeners.push(addr);
+    }
+
+    let mut upstreams = BTreeMap::new();
+    for (name, u) in raw.upstreams {
+        let up = upstream(&c, &name, u)?;
+        upstreams.insert(name, up);
+    }
+
+    if raw.routes.is_empty() {
+        return Err(c.err("routes", "at least one `[[routes]]` is needed"));
+    }
+    let mut routes: Vec<RouteConfig> = Vec::new();
+    for (i, r) in raw.routes.into_iter().enumerate() {
+        let route = route(&c, i, r, &upstreams, base)?;
+        if routes.iter().any(|o| o.name == route.name) {
+            return Err(c.err(
+                format!("routes[{i}].name"),
+                format!("`{}` is used by another route", route.name),
+            ));
+        }
+        routes.push(route);
+    }
+    Ok(Config {
+        source: None,
+        listeners,
+        upstreams,
+        routes,
+    })
+}
+
+fn upstream(c: &Checker, name: &str, u: RawUpstream) -> Result<UpstreamConfig, ConfigError> {
+    if u.addresses.is_empty() {
+        return Err(c.err(
+            format!("upstreams.{name}.addresses"),
+            "needs at least one host:port",
+        ));
+    }
+    for (i, a) in u.addresses.iter().enumerate() {
+        check_host_port(a).map_err(|why| c.err(format!("upstreams.{name}.addresses[{i}]"), why))?;
+    }
+    Ok(UpstreamConfig {
+        name: name.to_string(),
+        addresses: u.addresses,
+        connect_timeout: u.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
+    })
+}
+
+/// Accepts `ip:port`, `[v6]:port` and `name:port` (names resolve at connect time).
+fn check_host_port(a: &str) -> Result<(), String> {
+    if a.parse::<SocketAddr>().is_ok() {
+        return Ok(());
+    }
+    let (host, port) = a
+        .rsplit_once(':')
+        .ok_or_else(|| format!("`{a}` is not a host:port address (no port)"))?;
+    port.parse::<u16>()
+        .map_err(|_| format!("`{a}` is not a host:port address (bad port `{port}`)"))?;
+    let valid_name = !host.is_empty()
+        && host
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '.');
+    if !valid_name {
+        return Err(format!(
+            "`{a}` is not a host:port address (bad host `{host}`)"
+        ));
+    }
+    Ok(())
+}
+
+fn route(
+    c: &Checker,
+    i: usize,
+    r: RawRoute,
+    upstreams: &BTreeMap<String, UpstreamConfig>,
+    base: &Path,
+) -> Result<RouteConfig, ConfigError> {
+    let key = |k: &str| format!("routes[{i}].{k}");
+    let name = r.name.unwrap_or_else(|| format!("route-{i}"));
+    let default = r
+        .upstream
+        .ok_or_else(|| c.err(key("upstream"), "missing: every route names an upstream"))?;
+    let mut names = vec![default];
+    names.extend(r.extra_upstreams);
+    for (j, n) in names.iter().enumerate() {
+        if !upstreams.contains_key(n) {
+            let k = if j == 0 {
+                key("upstream")
+            } else {
+                key(&format!("extra_upstreams[{}]", j - 1))
+            };
+            let known: Vec<&str> = upstreams.keys().map(String::as_str).collect();
+            let known = if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            };
+            return Err(c.err(k, format!("no upstream named `{n}` (defined: {known})")));
+        }
+    }
+    let path_prefix = r.path_prefix.unwrap_or_else(|| "/".to_string());
+    if !path_prefix.starts_with('/') {
+        return Err(c.err(
+            key("path_prefix"),
+            format!("`{path_prefix}` must start with `/`"),
+        ));
+    }
+    let host = r.host.map(|h| h.to_ascii_lowercase());
+    if let Some(h) = &host {
+        if h.is_empty() || h.contains(':') || h.contains('/') {
+            return Err(c.err(
+                key("host"),
+                format!("`{h}` is not a host name (no port, no path)"),
+            ));
+        }
+    }
+    let plugin = match r.plugin {
+        None => PluginSource::Embedded,
+        Some(p) if p.is_absolute() => PluginSource::File(p),
+        Some(p) => PluginSource::File(base.join(p)),
+    };
+    let plugin_config = match r.plugin_config {
+        None => String::new(),
+        Some(toml::Value::String(s)) => s,
+        Some(toml::Value::Table(t)) => {
+            toml::to_string(&t).map_err(|e| c.err(key("plugin_config"), e.to_string()))?
+        }
+        Some(other) => {
+            return Err(c.err(
+                key("plugin_config"),
+                format!("expected a string or a table, found {}", other.type_str()),
+            ))
+        }
+    };
+    let allowed_upgrades: Vec<String> = r
+        .allowed_upgrades
+        .unwrap_or_else(|| vec!["websocket".to_string()])
+        .into_iter()
+        .map(|p| p.to_ascii_lowercase())
+        .collect();
+    for (j, p) in allowed_upgrades.iter().enumerate() {
+        let token = !p.is_empty() && p.bytes().all(|b| b.is_ascii_graphic() && b != b',');
+        if !token {
+            return Err(c.err(
+                key(&format!("allowed_upgrades[{j}]")),
+                format!("`{p}` is not a protocol token"),
+            ));
+        }
+    }
+    let buffer_size = r.buffer_size.unwrap_or(DEFAULT_BUFFER_SIZE);
+    if !(BUFFER_RANGE.0..=BUFFER_RANGE.1).contains(&buffer_size) {
+        return Err(c.err(
+            key("buffer_size"),
+            format!(
+                "{buffer_size} is outside {}..={}",
+                BUFFER_RANGE.0, BUFFER_RANGE.1
+            ),
+        ));
+    }
+    let positive = |k: &str, d: Option<std::time::Duration>, def| match d {
+        Some(d) if d.is_zero() => Err(c.err(key(k), "must be greater than zero")),
+        Some(d) => Ok(d),
+        None => Ok(def),
+    };
+    Ok(RouteConfig {
+        name,
+        host,
+        path_prefix,
+        upstreams: names,
+        plugin,
+        plugin_config,
+        allowed_upgrades,
+        idle_timeout: positive("idle_timeout", r.idle_timeout, DEFAULT_IDLE_TIMEOUT)?,
+        response_timeout: positive(
+            "response_timeout",
+            r.response_timeout,
+            DEFAULT_RESPONSE_TIMEOUT,
+        )?,
+        plugin_deadline: positive(
+            "plugin_deadline",
+            r.plugin_deadline,
+            DEFAULT_PLUGIN_DEADLINE,
+        )?,
+        buffer_size,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        Config::parse(text, "t.toml", Path::new("/etc/upgate")).map_err(|e| e.to_string())
+    }
+
+    const OK: &str = r#"
+[[listeners]]
+address = "127.0.0.1:8080"
+[upstreams.app]
+addresses = ["127.0.0.1:9000", "backend.local:9001"]
+[[routes]]
+upstream = "app"
+plugin = "auth.wasm"
+plugin_config = { token = "x" }
+"#;
+
+    #[test]
+    fn applies_defaults() {
+        let c = parse(OK).unwrap();
+        let r = &c.routes[0];
+        assert_eq!(r.name, "route-0");
+        assert_eq!(r.path_prefix, "/");
+        assert_eq!(r.allowed_upgrades, vec!["websocket"]);
+        assert_eq!(r.idle_timeout, DEFAULT_IDLE_TIMEOUT);
+        assert_eq!(r.plugin, PluginSource::File("/etc/upgate/auth.wasm".into()));
+        assert_eq!(r.plugin_config.trim(), "token = \"x\"");
+    }
+
+    #[test]
+    fn names_the_key() {
+        let bad = OK.replace("upstream = \"app\"", "upstream = \"nope\"");
+        assert_eq!(
+            parse(&bad).unwrap_err(),
+            "t.toml: routes[0].upstream: no upstream named `nope` (defined: app)"
+        );
+        let bad = OK.replace("backend.local:9001", "backend.local:port");
+        assert_eq!(
+            parse(&bad).unwrap_err(),
+            "t.toml: upstreams.app.addresses[1]: `backend.local:port` is not a host:port address (bad port `port`)"
+        );
+        let bad = OK.replace("127.0.0.1:8080", "localhost:8080");
+        assert!(parse(&bad).unwrap_err().contains("listeners[0].address"));
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let bad = OK.replace("plugin = ", "plugins = ");
+        assert!(parse(&bad).unwrap_err().contains("unknown field `plugins`"));
+    }
+}

@@ -1,0 +1,112 @@
+//! One upstream exchange made for a plugin: connect, write the request head
+//! exactly as the plugin built it, read the response head. The connection and
+//! any bytes read past the head stay here until the plugin's outcome says
+//! whether they become a tunnel, a relayed response, or nothing.
+
+use bytes::BytesMut;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::config::UpstreamConfig;
+use crate::upstream::{self, ConnectError};
+use crate::wire::{self, Parsed, RequestHead, ResponseHead};
+
+/// An open upstream connection with its request sent and response head read.
+#[derive(Debug)]
+pub struct Exchange {
+    /// The upstream's name.
+    pub upstream: String,
+    /// The address that accepted.
+    pub addr: String,
+    /// The request head as written.
+    pub request: RequestHead,
+    /// The response head as read.
+    pub response: ResponseHead,
+    /// The connection.
+    pub stream: TcpStream,
+    /// Bytes read past the response head (a body's start, or the first frames after a 101).
+    pub leftover: BytesMut,
+}
+
+/// Why an exchange failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExchangeError {
+    /// Could not connect.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// The plugin's head is not valid HTTP/1.1.
+    #[error("invalid request head: {0}")]
+    InvalidRequest(String),
+    /// No complete response head in time.
+    #[error("upstream `{0}` sent no response head in time")]
+    Timeout(String),
+    /// The upstream's answer is not a valid response head, or the connection broke.
+    #[error("upstream `{upstream}`: {reason}")]
+    BadResponse {
+        /// The upstream's name.
+        upstream: String,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// Connects to `up`, writes `request`, and reads the response head within `timeout`.
+/// Interim 1xx answers other than 101 are skipped.
+pub async fn send(
+    up: &UpstreamConfig,
+    request: RequestHead,
+    timeout: Duration,
+) -> Result<Exchange, ExchangeError> {
+    let bytes = wire::write_request(&request).map_err(ExchangeError::InvalidRequest)?;
+    let (mut stream, addr) = upstream::connect(up).await?;
+    let bad = |reason: String| ExchangeError::BadResponse {
+        upstream: up.name.clone(),
+        reason,
+    };
+    let read_head = async {
+        stream
+            .write_all(&bytes)
+            .await
+            .map_err(|e| bad(format!("write failed: {e}")))?;
+        let mut buf = BytesMut::with_capacity(4096);
+        loop {
+            match wire::parse_response(&buf).map_err(bad)? {
+                Parsed::Complete(head, used)
+                    if (100..200).contains(&head.status) && head.status != 101 =>
+                {
+                    let _ = buf.split_to(used);
+                }
+                Parsed::Complete(head, used) => {
+                    let _ = buf.split_to(used);
+                    return Ok((head, buf));
+                }
+                Parsed::Partial => {
+                    if buf.capacity() - buf.len() < 1024 {
+                        buf.reserve(4096);
+                    }
+                    let n = stream
+                        .read_buf(&mut buf)
+                        .await
+                        .map_err(|e| bad(format!("read failed: {e}")))?;
+                    if n == 0 {
+                        return Err(bad(
+                            "closed the connection before a full response head".into()
+                        ));
+                    }
+                }
+            }
+        }
+    };
+    let (response, leftover) = tokio::time::timeout(timeout, read_head)
+        .await
+        .map_err(|_| ExchangeError::Timeout(up.name.clone()))??;
+    Ok(Exchange {
+        upstream: up.name.clone(),
+        addr,
+        request,
+        response,
+        stream,
+        leftover,
+    })
+}

@@ -1,0 +1,37 @@
+//! upgate: a programmable reverse proxy for HTTP/1.1 Upgrade traffic (WebSocket
+//! first), where every upgrade request is decided by a sandboxed wasm plugin.
+//!
+//! Map of the crate:
+//! - [`config`]: the TOML config, validated, with defaults.
+//! - [`server`]: [`Proxy::start`] loads plugins, binds listeners, accepts.
+//! - [`conn`]: one client connection (first head sniffed, then hyper).
+//! - [`http_proxy`]: plain requests, streamed to pooled upstream connections.
+//! - [`upgrade`]: an upgrade request: plugin, invariant checks, outcome.
+//! - [`plugin`]: the wasmtime runtime and the host side of `wit/plugin.wit`.
+//! - [`exchange`], [`upstream`], [`wire`]: the plugin's upstream exchanges on raw connections.
+//! - [`invariants`]: what must hold before a 101 becomes a tunnel.
+//! - [`tunnel`]: the byte splice after the switch.
+//! - [`relay_body`]: a relayed upstream answer's body.
+//! - [`router`], [`headers`], [`body`], [`rewind`]: routing and small shared pieces.
+//! - [`demo`]: the built-in echo backend and page of `upgate demo`.
+
+pub mod body;
+pub mod config;
+pub mod conn;
+pub mod demo;
+pub mod exchange;
+pub mod headers;
+pub mod http_proxy;
+pub mod invariants;
+pub mod plugin;
+pub mod relay_body;
+pub mod rewind;
+pub mod router;
+pub mod server;
+pub mod tunnel;
+pub mod upgrade;
+pub mod upstream;
+pub mod wire;
+
+pub use config::Config;
+pub use server::{Proxy, StartError};

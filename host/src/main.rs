@@ -1,0 +1,164 @@
+//! The `upgate` binary: parses the command line, sets up logging, loads the
+//! config (a file, quick-mode flags, or the built-in demo) and runs the proxy.
+
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use upgate::{Config, Proxy};
+
+/// A programmable reverse proxy for WebSocket and other HTTP/1.1 Upgrade traffic.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Config file (TOML). Without it and without --upstream: ./upgate.toml if present, else the demo.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Quick mode: address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Quick mode: the upstream (host:port) every request goes to.
+    #[arg(long)]
+    upstream: Option<String>,
+    /// Quick mode: the plugin (.wasm component) deciding upgrades; default: pass-through.
+    #[arg(long, requires = "upstream")]
+    plugin: Option<PathBuf>,
+    /// Quick mode: the plugin's settings string (TOML).
+    #[arg(long, requires = "upstream")]
+    plugin_config: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate a config file and load its plugins, then exit (0: fine, 2: not).
+    Check {
+        /// Config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Start a WebSocket echo backend with a web page, and the proxy in front of it.
+    Demo {
+        /// Address the proxy listens on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+    },
+}
+
+fn main() -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("upgate: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(cli))
+}
+
+/// Exit code 2 with the message: what a bad config or plugin gets.
+fn refuse(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("upgate: {msg}");
+    ExitCode::from(2)
+}
+
+async fn run(cli: Cli) -> ExitCode {
+    let config = match (cli.command, cli.config, cli.upstream) {
+        (Some(Command::Check { config }), _, _) => return check(&config).await,
+        (Some(Command::Demo { listen }), _, _) => return demo(listen).await,
+        (None, Some(path), _) => Config::load(&path),
+        (None, None, Some(up)) => Config::quick(cli.listen, &up, cli.plugin, cli.plugin_config),
+        (None, None, None) if Path::new("upgate.toml").exists() => {
+            Config::load(Path::new("upgate.toml"))
+        }
+        (None, None, None) => {
+            tracing::info!(
+                "no --config, no --upstream and no ./upgate.toml: running the built-in demo"
+            );
+            return demo(cli.listen).await;
+        }
+    };
+    match config {
+        Ok(config) => serve(config).await,
+        Err(e) => refuse(e),
+    }
+}
+
+async fn check(path: &Path) -> ExitCode {
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => return refuse(e),
+    };
+    match upgate::server::load_routes(&config).await {
+        Ok(router) => {
+            println!(
+                "{}: ok ({} listeners, {} upstreams, {} routes)",
+                path.display(),
+                config.listeners.len(),
+                config.upstreams.len(),
+                router.routes().len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => refuse(format!("{}: {e}", path.display())),
+    }
+}
+
+async fn serve(config: Config) -> ExitCode {
+    let source = config
+        .source
+        .as_ref()
+        .map_or_else(|| "command line".to_string(), |p| p.display().to_string());
+    let proxy = match Proxy::start(config).await {
+        Ok(p) => p,
+        Err(e) => return refuse(format!("{source}: {e}")),
+    };
+    proxy.run_until(shutdown_signal()).await;
+    ExitCode::SUCCESS
+}
+
+async fn demo(listen: SocketAddr) -> ExitCode {
+    let backend = match upgate::demo::start_backend(SocketAddr::from(([127, 0, 0, 1], 0))).await {
+        Ok(a) => a,
+        Err(e) => return refuse(format!("cannot start the demo backend: {e}")),
+    };
+    let config = match Config::quick(listen, &backend.to_string(), None, None) {
+        Ok(c) => c,
+        Err(e) => return refuse(e),
+    };
+    let proxy = match Proxy::start(config).await {
+        Ok(p) => p,
+        Err(e) => return refuse(e),
+    };
+    let addr = proxy.local_addrs()[0];
+    println!("upgate demo: open http://{addr}/ in a browser (WebSocket echo at ws://{addr}/echo); Ctrl-C stops");
+    proxy.run_until(shutdown_signal()).await;
+    ExitCode::SUCCESS
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return std::future::pending().await,
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,140 @@
+//! What one plugin call's `Store` holds, and the host imports the plugin calls
+//! through it: `upstream.send` (the plugin as client of the upstream upgrade),
+//! the `exchange` resource, `log` and `config`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wasmtime::component::{Resource, ResourceTable};
+use wasmtime::StoreLimits;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::upgate::plugin::{config, decision, log, types, upstream};
+use super::bindings::{Level, RequestHead, ResponseHead, UpstreamError};
+use crate::exchange::{self, Exchange, ExchangeError};
+use crate::router::Route;
+use crate::upstream::ConnectError;
+
+/// Store data of one plugin call.
+pub struct CallState {
+    /// Deny-all WASI context: only what Rust's std for wasm32-wasip2 needs to start.
+    wasi: WasiCtx,
+    /// Exchanges handed to the plugin, as resources.
+    pub table: ResourceTable,
+    /// Memory and instance caps.
+    pub limits: StoreLimits,
+    /// The route this call serves (its upstreams, timeouts, settings).
+    route: Arc<Route>,
+    /// Plugin name for log lines.
+    plugin: Arc<str>,
+    /// When the call started, for the deadline.
+    pub started: Instant,
+    /// Time spent waiting on upstreams, which the deadline does not count.
+    pub upstream_wait: Duration,
+    /// Exchanges opened so far by this call.
+    exchanges: u32,
+}
+
+/// Most exchanges one call may open.
+pub const MAX_EXCHANGES: u32 = 8;
+
+impl CallState {
+    /// Fresh state for a call on `route` by `plugin`.
+    pub fn new(route: Arc<Route>, plugin: Arc<str>, limits: StoreLimits) -> Self {
+        CallState {
+            wasi: WasiCtx::builder().build(),
+            table: ResourceTable::new(),
+            limits,
+            route,
+            plugin,
+            started: Instant::now(),
+            upstream_wait: Duration::ZERO,
+            exchanges: 0,
+        }
+    }
+
+    /// Wall time the plugin itself has used (upstream waits excluded).
+    pub fn busy(&self) -> Duration {
+        self.started.elapsed().saturating_sub(self.upstream_wait)
+    }
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl types::Host for CallState {}
+
+impl decision::Host for CallState {}
+
+impl upstream::Host for CallState {
+    async fn send(
+        &mut self,
+        name: String,
+        req: RequestHead,
+    ) -> wasmtime::Result<Result<Resource<Exchange>, UpstreamError>> {
+        if self.exchanges >= MAX_EXCHANGES {
+            return Ok(Err(UpstreamError::LimitReached));
+        }
+        let Some(up) = self.route.upstream(&name) else {
+            return Ok(Err(UpstreamError::UnknownUpstream(name)));
+        };
+        self.exchanges += 1;
+        let up = up.clone();
+        let begun = Instant::now();
+        let result = exchange::send(&up, req.into(), self.route.config.response_timeout).await;
+        self.upstream_wait += begun.elapsed();
+        Ok(match result {
+            Ok(ex) => Ok(self.table.push(ex)?),
+            Err(e) => {
+                tracing::debug!(plugin = %self.plugin, route = %self.route.config.name, error = %e, "plugin exchange failed");
+                Err(match e {
+                    ExchangeError::Connect(ConnectError::TimedOut { .. }) => UpstreamError::Timeout,
+                    ExchangeError::Connect(e) => UpstreamError::ConnectFailed(e.to_string()),
+                    ExchangeError::InvalidRequest(r) => UpstreamError::InvalidRequest(r),
+                    ExchangeError::Timeout(_) => UpstreamError::Timeout,
+                    ExchangeError::BadResponse { reason, .. } => UpstreamError::BadResponse(reason),
+                })
+            }
+        })
+    }
+}
+
+impl upstream::HostExchange for CallState {
+    async fn response(&mut self, ex: Resource<Exchange>) -> wasmtime::Result<ResponseHead> {
+        Ok(self.table.get(&ex)?.response.clone().into())
+    }
+
+    async fn request(&mut self, ex: Resource<Exchange>) -> wasmtime::Result<RequestHead> {
+        Ok(self.table.get(&ex)?.request.clone().into())
+    }
+
+    async fn drop(&mut self, ex: Resource<Exchange>) -> wasmtime::Result<()> {
+        self.table.delete(ex)?;
+        Ok(())
+    }
+}
+
+impl log::Host for CallState {
+    async fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
+        let (plugin, route) = (&*self.plugin, &self.route.config.name);
+        match level {
+            Level::Trace => tracing::trace!(target: "upgate::plugin", plugin, route, "{message}"),
+            Level::Debug => tracing::debug!(target: "upgate::plugin", plugin, route, "{message}"),
+            Level::Info => tracing::info!(target: "upgate::plugin", plugin, route, "{message}"),
+            Level::Warn => tracing::warn!(target: "upgate::plugin", plugin, route, "{message}"),
+            Level::Error => tracing::error!(target: "upgate::plugin", plugin, route, "{message}"),
+        }
+        Ok(())
+    }
+}
+
+impl config::Host for CallState {
+    async fn get(&mut self) -> wasmtime::Result<String> {
+        Ok(self.route.config.plugin_config.clone())
+    }
+}

@@ -1,0 +1,214 @@
+//! The running proxy: loads every route's plugin (checking its settings), binds
+//! the listeners, accepts connections and hands each to [`crate::conn`]. Tests
+//! and the binary both start it with [`Proxy::start`].
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::config::{Config, PluginSource};
+use crate::conn::{self, HEAD_TIMEOUT};
+use crate::http_proxy::HttpProxy;
+use crate::plugin::{LoadError, LoadedPlugin, PluginRuntime, PASSTHROUGH_WASM};
+use crate::router::{Route, Router};
+
+/// Why the proxy could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A plugin file could not be read.
+    #[error("routes[{route}].plugin: cannot read `{path}`: {reason}")]
+    PluginRead {
+        /// Route index.
+        route: usize,
+        /// File.
+        path: String,
+        /// OS error.
+        reason: String,
+    },
+    /// A plugin is invalid or refused its settings.
+    #[error("routes[{route}].plugin: {source}")]
+    Plugin {
+        /// Route index.
+        route: usize,
+        /// What the runtime said.
+        source: LoadError,
+    },
+    /// A listener could not be bound.
+    #[error("listeners[{index}].address: cannot listen on {addr}: {reason}")]
+    Bind {
+        /// Listener index.
+        index: usize,
+        /// Address.
+        addr: SocketAddr,
+        /// OS error.
+        reason: String,
+    },
+}
+
+/// State every connection shares.
+pub struct Shared {
+    router: RwLock<Arc<Router>>,
+    /// The plain-HTTP client and its connection pools.
+    pub http: HttpProxy,
+    /// Time allowed for a request head.
+    pub head_timeout: Duration,
+}
+
+impl Shared {
+    /// The current routes.
+    pub fn router(&self) -> Arc<Router> {
+        match self.router.read() {
+            Ok(r) => r.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+}
+
+/// A running proxy.
+pub struct Proxy {
+    addrs: Vec<SocketAddr>,
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+/// Loads the plugins of `config`'s routes and checks each with its route's settings.
+pub async fn load_routes(config: &Config) -> Result<Router, StartError> {
+    let runtime = PluginRuntime::global();
+    let mut loaded: HashMap<PluginSource, LoadedPlugin> = HashMap::new();
+    let mut routes = Vec::new();
+    for (i, rc) in config.routes.iter().enumerate() {
+        let plugin = match loaded.get(&rc.plugin) {
+            Some(p) => p.clone(),
+            None => {
+                let (name, bytes) = match &rc.plugin {
+                    PluginSource::Embedded => {
+                        ("passthrough".to_string(), PASSTHROUGH_WASM.to_vec())
+                    }
+                    PluginSource::File(path) => {
+                        let bytes =
+                            tokio::fs::read(path)
+                                .await
+                                .map_err(|e| StartError::PluginRead {
+                                    route: i,
+                                    path: path.display().to_string(),
+                                    reason: e.to_string(),
+                                })?;
+                        let name = path.file_name().map_or_else(
+                            || path.display().to_string(),
+                            |n| n.to_string_lossy().into_owned(),
+                        );
+                        (name, bytes)
+                    }
+                };
+                let p = tokio::task::spawn_blocking(move || runtime.load(&name, &bytes))
+                    .await
+                    .map_err(|e| StartError::Plugin {
+                        route: i,
+                        source: LoadError::Invalid {
+                            name: "plugin".into(),
+                            reason: e.to_string(),
+                        },
+                    })?
+                    .map_err(|source| StartError::Plugin { route: i, source })?;
+                loaded.insert(rc.plugin.clone(), p.clone());
+                p
+            }
+        };
+        let upstreams = rc
+            .upstreams
+            .iter()
+            .filter_map(|n| config.upstreams.get(n).cloned())
+            .collect();
+        let route = Arc::new(Route {
+            config: rc.clone(),
+            upstreams,
+            plugin,
+        });
+        runtime
+            .check(&route.plugin, route.clone())
+            .await
+            .map_err(|source| StartError::Plugin { route: i, source })?;
+        tracing::debug!(route = %rc.name, plugin = %route.plugin.name, version = %route.plugin.hash, "route ready");
+        routes.push(route);
+    }
+    Ok(Router::new(routes))
+}
+
+impl Proxy {
+    /// Loads plugins, binds every listener and starts serving.
+    pub async fn start(config: Config) -> Result<Proxy, StartError> {
+        let router = load_routes(&config).await?;
+        let mut listeners = Vec::new();
+        for (index, addr) in config.listeners.iter().enumerate() {
+            let l = TcpListener::bind(addr)
+                .await
+                .map_err(|e| StartError::Bind {
+                    index,
+                    addr: *addr,
+                    reason: e.to_string(),
+                })?;
+            listeners.push(l);
+        }
+        let shared = Arc::new(Shared {
+            router: RwLock::new(Arc::new(router)),
+            http: HttpProxy::new(config.upstreams.clone()),
+            head_timeout: HEAD_TIMEOUT,
+        });
+        let (stop, stopped) = watch::channel(false);
+        let mut addrs = Vec::new();
+        let mut tasks = JoinSet::new();
+        for l in listeners {
+            let addr = l.local_addr().map_err(|e| StartError::Bind {
+                index: addrs.len(),
+                addr: config.listeners[addrs.len()],
+                reason: e.to_string(),
+            })?;
+            tracing::info!(%addr, "listening");
+            addrs.push(addr);
+            tasks.spawn(accept_loop(l, shared.clone(), stopped.clone()));
+        }
+        Ok(Proxy { addrs, stop, tasks })
+    }
+
+    /// The bound addresses, in config order (ports resolved when the config said 0).
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    /// Stops accepting connections; open connections and tunnels go on until they end.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        while self.tasks.join_next().await.is_some() {}
+    }
+
+    /// Serves until `signal` completes, then stops accepting.
+    pub async fn run_until(self, signal: impl std::future::Future<Output = ()>) {
+        signal.await;
+        self.shutdown().await;
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, client)) => {
+                    tokio::spawn(conn::serve(stream, client, shared.clone()));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = stopped.changed() => return,
+        }
+    }
+}

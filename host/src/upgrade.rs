@@ -1,0 +1,277 @@
+//! One upgrade request, start to finish: the route's plugin decides, the host
+//! checks the decision against the invariants ([`crate::invariants`]) and carries
+//! it out: answer the client, relay the upstream's answer, or switch protocols and
+//! hand both connections to a [`crate::tunnel`].
+
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use std::sync::Arc;
+use std::time::Instant;
+use tracing::{info, warn};
+
+use crate::body::{full, status_response, ProxyBody};
+use crate::exchange::Exchange;
+use crate::headers::{offered_protocols, websocket_accept, HOP_BY_HOP};
+use crate::invariants::check_switch;
+use crate::plugin::{CallFailure, Decision, PeerInfo, PluginRuntime};
+use crate::relay_body::{framing, relay_body, Framing};
+use crate::router::Route;
+use crate::tunnel::{self, TunnelLimits};
+use crate::wire::{self, RequestHead, ResponseHead};
+
+/// Handles an upgrade request on `route`. `head` is the request as the client
+/// spelled it (names exact when the host read it off the wire, else lower case).
+pub async fn handle(
+    route: Arc<Route>,
+    peer: PeerInfo,
+    mut req: Request<Incoming>,
+    head: RequestHead,
+) -> Response<ProxyBody> {
+    let started = Instant::now();
+    let offered = offered_protocols(req.headers());
+    let client_key = req
+        .headers()
+        .get("sec-websocket-key")
+        .map(|v| v.as_bytes().to_vec());
+    let runtime = PluginRuntime::global();
+    let decision = runtime
+        .on_upgrade(&route.plugin, route.clone(), &peer, head)
+        .await;
+    let log = Log {
+        route: &route,
+        peer: &peer,
+        started,
+    };
+    match decision {
+        Err(failure) => log.plugin_failed(&failure),
+        Ok(Decision::Respond(head, body)) => respond(&log, head, body),
+        Ok(Decision::Relay(ex)) if ex.response.status == 101 => {
+            log.line(
+                "plugin-error",
+                Some(&ex),
+                502,
+                "plugin asked to relay a 101",
+            );
+            status_response(
+                StatusCode::BAD_GATEWAY,
+                "the plugin relayed a 101 without a tunnel",
+            )
+        }
+        Ok(Decision::Relay(ex)) => relay(&log, ex, "relay"),
+        Ok(Decision::Tunnel { exchange, .. }) if exchange.response.status != 101 => {
+            // Invariant 3: a non-101 answer is an ordinary response, never a tunnel.
+            relay(&log, exchange, "relay")
+        }
+        Ok(Decision::Tunnel {
+            exchange,
+            client_head,
+        }) => {
+            let allowed = &route.config.allowed_upgrades;
+            let proto = match check_switch(&exchange.request, &exchange.response, &offered, allowed)
+            {
+                Ok(p) => p,
+                Err(refusal) => {
+                    log.line("refused-switch", Some(&exchange), 502, &refusal.to_string());
+                    return status_response(StatusCode::BAD_GATEWAY, &refusal.to_string());
+                }
+            };
+            let response = switch_response(
+                &exchange.response,
+                client_head,
+                &proto,
+                client_key.as_deref(),
+            );
+            log.line("tunnel", Some(&exchange), 101, &proto);
+            let on_upgrade = hyper::upgrade::on(&mut req);
+            let limits = TunnelLimits {
+                idle_timeout: route.config.idle_timeout,
+                buffer_size: route.config.buffer_size,
+            };
+            let (route_name, client) = (route.config.name.clone(), peer.client_addr);
+            tokio::spawn(async move {
+                let upgraded = match on_upgrade.await {
+                    Ok(u) => u,
+                    Err(e) => {
+                        warn!(route = %route_name, %client, error = %e, "client upgrade failed");
+                        return;
+                    }
+                };
+                let Exchange {
+                    stream,
+                    leftover,
+                    upstream,
+                    ..
+                } = exchange;
+                let stats = tunnel::run(TokioIo::new(upgraded), stream, &leftover, limits).await;
+                info!(
+                    route = %route_name, %client, upstream = %upstream,
+                    duration_ms = stats.duration.as_millis() as u64,
+                    bytes_up = stats.bytes_up, bytes_down = stats.bytes_down,
+                    closed_by = %stats.closed_by, "tunnel closed"
+                );
+            });
+            response
+        }
+    }
+}
+
+struct Log<'a> {
+    route: &'a Route,
+    peer: &'a PeerInfo,
+    started: Instant,
+}
+
+impl Log<'_> {
+    fn line(&self, outcome: &str, ex: Option<&Exchange>, status: u16, detail: &str) {
+        info!(
+            route = %self.route.config.name,
+            client = %self.peer.client_addr,
+            outcome,
+            upstream = ex.map_or("-", |e| e.upstream.as_str()),
+            status,
+            plugin = %self.route.plugin.name,
+            elapsed_us = self.started.elapsed().as_micros() as u64,
+            detail,
+            "upgrade"
+        );
+    }
+
+    fn plugin_failed(&self, failure: &CallFailure) -> Response<ProxyBody> {
+        warn!(
+            route = %self.route.config.name,
+            client = %self.peer.client_addr,
+            outcome = "plugin-error",
+            plugin = %self.route.plugin.name,
+            version = %self.route.plugin.hash,
+            kind = failure.kind(),
+            status = 502,
+            error = %failure,
+            "upgrade"
+        );
+        status_response(
+            StatusCode::BAD_GATEWAY,
+            &format!("plugin failed ({})", failure.kind()),
+        )
+    }
+}
+
+/// Copies wire headers into `res`, skipping hop-by-hop ones and those hyper frames itself.
+fn copy_headers(res: &mut Response<ProxyBody>, headers: Vec<wire::Header>, skip_length: bool) {
+    let named: Vec<String> = wire::tokens(&headers, "connection");
+    for h in headers {
+        let lower = h.name.to_ascii_lowercase();
+        if HOP_BY_HOP.contains(&lower.as_str())
+            || named.contains(&lower)
+            || (skip_length && lower == "content-length")
+        {
+            continue;
+        }
+        match (
+            HeaderName::from_bytes(h.name.as_bytes()),
+            HeaderValue::from_bytes(&h.value),
+        ) {
+            (Ok(n), Ok(v)) => {
+                res.headers_mut().append(n, v);
+            }
+            _ => warn!(header = %h.name, "dropped an invalid header"),
+        }
+    }
+}
+
+fn respond(log: &Log, head: ResponseHead, body: Vec<u8>) -> Response<ProxyBody> {
+    let Ok(status) = StatusCode::from_u16(head.status) else {
+        log.line("plugin-error", None, 502, "invalid status");
+        return status_response(
+            StatusCode::BAD_GATEWAY,
+            "the plugin answered an invalid status",
+        );
+    };
+    if status.is_informational() {
+        log.line("plugin-error", None, 502, "1xx response");
+        return status_response(
+            StatusCode::BAD_GATEWAY,
+            "the plugin answered a 1xx status without an upstream",
+        );
+    }
+    let outcome = if status.is_client_error() {
+        "rejected"
+    } else {
+        "respond"
+    };
+    log.line(outcome, None, head.status, "");
+    let mut res = Response::new(full(body));
+    *res.status_mut() = status;
+    copy_headers(&mut res, head.headers, true);
+    res
+}
+
+fn relay(log: &Log, ex: Exchange, outcome: &str) -> Response<ProxyBody> {
+    let framing = match framing(&ex.response, &ex.request.method) {
+        Ok(f) => f,
+        Err(e) => {
+            log.line("bad-response", Some(&ex), 502, &e);
+            return status_response(StatusCode::BAD_GATEWAY, &format!("upstream sent {e}"));
+        }
+    };
+    let Ok(status) = StatusCode::from_u16(ex.response.status) else {
+        log.line("bad-response", Some(&ex), 502, "invalid status");
+        return status_response(
+            StatusCode::BAD_GATEWAY,
+            "upstream answered an invalid status",
+        );
+    };
+    log.line(outcome, Some(&ex), ex.response.status, "");
+    let Exchange {
+        stream,
+        leftover,
+        response,
+        ..
+    } = ex;
+    let mut res = Response::new(relay_body(stream, leftover, framing));
+    *res.status_mut() = status;
+    copy_headers(
+        &mut res,
+        response.headers,
+        framing != Framing::Length(0) && !matches!(framing, Framing::Length(_)),
+    );
+    res
+}
+
+/// The 101 the client gets: the plugin's head or the upstream's, hop-by-hop
+/// headers rebuilt, and for WebSocket the accept key computed from the client's key.
+fn switch_response(
+    upstream: &ResponseHead,
+    plugin_head: Option<ResponseHead>,
+    proto: &str,
+    client_key: Option<&[u8]>,
+) -> Response<ProxyBody> {
+    let source = plugin_head.unwrap_or_else(|| upstream.clone());
+    let spelled = wire::find(&upstream.headers, "upgrade")
+        .unwrap_or(proto.as_bytes())
+        .to_vec();
+    let mut res = Response::new(full(""));
+    *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = source
+        .headers
+        .into_iter()
+        .filter(|h| !h.name.eq_ignore_ascii_case("sec-websocket-accept"))
+        .collect();
+    copy_headers(&mut res, headers, true);
+    let hs = res.headers_mut();
+    if let Ok(v) = HeaderValue::from_bytes(&spelled) {
+        hs.insert(http::header::UPGRADE, v);
+    }
+    hs.insert(
+        http::header::CONNECTION,
+        HeaderValue::from_static("upgrade"),
+    );
+    if proto == "websocket" {
+        if let Some(Ok(v)) =
+            client_key.map(|k| HeaderValue::from_str(&websocket_accept(k.trim_ascii())))
+        {
+            hs.insert("sec-websocket-accept", v);
+        }
+    }
+    res
+}
