@@ -5,7 +5,10 @@
 
 use bytes::BytesMut;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::config::UpstreamConfig;
@@ -24,9 +27,64 @@ pub struct Exchange {
     /// The response head as read.
     pub response: ResponseHead,
     /// The connection.
-    pub stream: TcpStream,
+    pub stream: ExchangeStream,
     /// Bytes read past the response head (a body's start, or the first frames after a 101).
     pub leftover: BytesMut,
+}
+
+/// An exchange's connection: TCP, or in memory when the upstream is stubbed
+/// (benchmarks measure the plugin without the network).
+#[derive(Debug)]
+pub enum ExchangeStream {
+    /// A real upstream connection.
+    Tcp(TcpStream),
+    /// An in-memory pipe standing in for the upstream.
+    Memory(tokio::io::DuplexStream),
+}
+
+macro_rules! delegate {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self.get_mut() {
+            ExchangeStream::Tcp($s) => $e,
+            ExchangeStream::Memory($s) => $e,
+        }
+    };
+}
+
+impl AsyncRead for ExchangeStream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        delegate!(self, s => Pin::new(s).poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for ExchangeStream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        delegate!(self, s => Pin::new(s).poll_write(cx, buf))
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        delegate!(self, s => Pin::new(s).poll_flush(cx))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        delegate!(self, s => Pin::new(s).poll_shutdown(cx))
+    }
+}
+
+/// Makes exchanges for a plugin call without the network: given the request head
+/// the plugin built, returns the response head the "upstream" answers.
+pub type StubUpstream = std::sync::Arc<dyn Fn(&RequestHead) -> ResponseHead + Send + Sync>;
+
+/// An exchange with a stubbed upstream: `stub` answers, the connection is an in-memory pipe.
+pub fn stubbed(up: &UpstreamConfig, request: RequestHead, stub: &StubUpstream) -> Exchange {
+    let response = stub(&request);
+    let (near, _far) = tokio::io::duplex(64);
+    Exchange {
+        upstream: up.name.clone(),
+        addr: "stub".into(),
+        request,
+        response,
+        stream: ExchangeStream::Memory(near),
+        leftover: BytesMut::new(),
+    }
 }
 
 /// Why an exchange failed.
@@ -106,7 +164,7 @@ pub async fn send(
         addr,
         request,
         response,
-        stream,
+        stream: ExchangeStream::Tcp(stream),
         leftover,
     })
 }

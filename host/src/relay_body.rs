@@ -7,8 +7,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use http_body::Frame;
 use http_body_util::{BodyExt, StreamBody};
 use std::io;
-use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::body::ProxyBody;
 use crate::wire::{self, ResponseHead};
@@ -63,13 +62,13 @@ enum State {
     Done,
 }
 
-struct Reader {
-    stream: TcpStream,
+struct Reader<S> {
+    stream: S,
     buf: BytesMut,
     state: State,
 }
 
-impl Reader {
+impl<S: AsyncRead + Unpin> Reader<S> {
     /// Reads more into `buf`; `Ok(false)` at end of stream.
     async fn fill(&mut self) -> io::Result<bool> {
         self.buf.reserve(8192);
@@ -171,7 +170,10 @@ impl Reader {
 }
 
 /// A streaming body over the exchange's connection and its leftover bytes.
-pub fn relay_body(stream: TcpStream, leftover: BytesMut, framing: Framing) -> ProxyBody {
+pub fn relay_body<S>(stream: S, leftover: BytesMut, framing: Framing) -> ProxyBody
+where
+    S: AsyncRead + Unpin + Send + Sync + 'static,
+{
     let state = match framing {
         Framing::Empty => State::Done,
         Framing::Length(n) => State::Length(n),
@@ -215,7 +217,7 @@ mod tests {
                 let _ = s.write_all(wire_bytes).await;
             }
         });
-        let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+        let stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
         let body = relay_body(stream, BytesMut::from(leftover), framing);
         let out = body
             .collect()

@@ -18,7 +18,7 @@ use wasmtime::{
     UpdateDeadline,
 };
 
-use crate::exchange::Exchange;
+use crate::exchange::{Exchange, StubUpstream};
 use crate::router::Route;
 use crate::wire;
 use bindings::{Outcome, Peer, PluginPre};
@@ -231,7 +231,7 @@ impl PluginRuntime {
         })
     }
 
-    fn store(&self, plugin: &LoadedPlugin, route: Arc<Route>) -> Store<CallState> {
+    fn store(&self, plugin: &LoadedPlugin, route: Arc<Route>, stub: Option<StubUpstream>) -> Store<CallState> {
         let deadline = route.config.plugin_deadline;
         let limits = StoreLimitsBuilder::new()
             .memory_size(MEMORY_LIMIT)
@@ -239,7 +239,7 @@ impl PluginRuntime {
             .build();
         let mut store = Store::new(
             &self.engine,
-            CallState::new(route, plugin.name.clone(), limits),
+            CallState::new(route, plugin.name.clone(), limits, stub),
         );
         store.limiter(|s| &mut s.limits);
         store.set_epoch_deadline(1);
@@ -259,7 +259,7 @@ impl PluginRuntime {
             name: plugin.name.to_string(),
             reason,
         };
-        let mut store = self.store(plugin, route);
+        let mut store = self.store(plugin, route, None);
         let instance = plugin
             .pre
             .instantiate_async(&mut store)
@@ -280,6 +280,30 @@ impl PluginRuntime {
         peer: &PeerInfo,
         req: wire::RequestHead,
     ) -> Result<Decision, CallFailure> {
+        self.call_on_upgrade(plugin, route, peer, req, None).await
+    }
+
+    /// [`Self::on_upgrade`] with every upstream exchange answered by `stub`, off
+    /// the network: what the plugin-overhead benchmark measures.
+    pub async fn on_upgrade_stubbed(
+        &self,
+        plugin: &LoadedPlugin,
+        route: Arc<Route>,
+        peer: &PeerInfo,
+        req: wire::RequestHead,
+        stub: StubUpstream,
+    ) -> Result<Decision, CallFailure> {
+        self.call_on_upgrade(plugin, route, peer, req, Some(stub)).await
+    }
+
+    async fn call_on_upgrade(
+        &self,
+        plugin: &LoadedPlugin,
+        route: Arc<Route>,
+        peer: &PeerInfo,
+        req: wire::RequestHead,
+        stub: Option<StubUpstream>,
+    ) -> Result<Decision, CallFailure> {
         let deadline = route.config.plugin_deadline;
         let wit_peer = Peer {
             client_addr: peer.client_addr.to_string(),
@@ -288,7 +312,7 @@ impl PluginRuntime {
             tls_server_name: peer.tls_server_name.clone(),
             upstreams: route.config.upstreams.clone(),
         };
-        let mut store = self.store(plugin, route);
+        let mut store = self.store(plugin, route, stub);
         let classify = |e: wasmtime::Error| {
             if e.is::<DeadlineHit>() {
                 CallFailure::Deadline(deadline)

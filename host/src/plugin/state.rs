@@ -10,7 +10,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::upgate::plugin::{config, decision, log, types, upstream};
 use super::bindings::{Level, RequestHead, ResponseHead, UpstreamError};
-use crate::exchange::{self, Exchange, ExchangeError};
+use crate::exchange::{self, Exchange, ExchangeError, StubUpstream};
 use crate::router::Route;
 use crate::upstream::ConnectError;
 
@@ -32,6 +32,8 @@ pub struct CallState {
     pub upstream_wait: Duration,
     /// Exchanges opened so far by this call.
     exchanges: u32,
+    /// Answers exchanges without the network (benchmarks).
+    stub: Option<StubUpstream>,
 }
 
 /// Most exchanges one call may open.
@@ -39,7 +41,7 @@ pub const MAX_EXCHANGES: u32 = 8;
 
 impl CallState {
     /// Fresh state for a call on `route` by `plugin`.
-    pub fn new(route: Arc<Route>, plugin: Arc<str>, limits: StoreLimits) -> Self {
+    pub fn new(route: Arc<Route>, plugin: Arc<str>, limits: StoreLimits, stub: Option<StubUpstream>) -> Self {
         CallState {
             wasi: WasiCtx::builder().build(),
             table: ResourceTable::new(),
@@ -49,6 +51,7 @@ impl CallState {
             started: Instant::now(),
             upstream_wait: Duration::ZERO,
             exchanges: 0,
+            stub,
         }
     }
 
@@ -84,6 +87,10 @@ impl upstream::Host for CallState {
             return Ok(Err(UpstreamError::UnknownUpstream(name)));
         };
         self.exchanges += 1;
+        if let Some(stub) = &self.stub {
+            let ex = exchange::stubbed(up, req.into(), stub);
+            return Ok(Ok(self.table.push(ex)?));
+        }
         let up = up.clone();
         let begun = Instant::now();
         let result = exchange::send(&up, req.into(), self.route.config.response_timeout).await;
