@@ -217,7 +217,9 @@ mod tests {
                 let _ = s.write_all(wire_bytes).await;
             }
         });
-        let stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+        let stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| e.to_string())?;
         let body = relay_body(stream, BytesMut::from(leftover), framing);
         let out = body
             .collect()

@@ -30,6 +30,8 @@ pub const MEMORY_LIMIT: usize = 16 << 20;
 const EPOCH_TICK: Duration = Duration::from_millis(1);
 /// Plugin instances alive at once (pool size).
 const POOL_INSTANCES: u32 = 1000;
+/// Bytes of a pooled memory reset by memset (kept resident) rather than returned to the OS.
+const KEEP_RESIDENT: usize = 256 << 10;
 
 /// The pass-through plugin, built from `plugins/passthrough` by `build.rs`.
 pub static PASSTHROUGH_WASM: &[u8] = include_bytes!(env!("UPGATE_PASSTHROUGH_WASM"));
@@ -163,7 +165,9 @@ impl PluginRuntime {
             .total_memories(POOL_INSTANCES * 2)
             .total_tables(POOL_INSTANCES * 4)
             .total_stacks(POOL_INSTANCES)
-            .max_memory_size(MEMORY_LIMIT * 4);
+            .max_memory_size(MEMORY_LIMIT * 4)
+            .linear_memory_keep_resident(KEEP_RESIDENT)
+            .table_keep_resident(KEEP_RESIDENT);
         let mut cfg = wasmtime::Config::new();
         cfg.wasm_component_model(true)
             .epoch_interruption(true)
@@ -231,7 +235,12 @@ impl PluginRuntime {
         })
     }
 
-    fn store(&self, plugin: &LoadedPlugin, route: Arc<Route>, stub: Option<StubUpstream>) -> Store<CallState> {
+    fn store(
+        &self,
+        plugin: &LoadedPlugin,
+        route: Arc<Route>,
+        stub: Option<StubUpstream>,
+    ) -> Store<CallState> {
         let deadline = route.config.plugin_deadline;
         let limits = StoreLimitsBuilder::new()
             .memory_size(MEMORY_LIMIT)
@@ -293,7 +302,8 @@ impl PluginRuntime {
         req: wire::RequestHead,
         stub: StubUpstream,
     ) -> Result<Decision, CallFailure> {
-        self.call_on_upgrade(plugin, route, peer, req, Some(stub)).await
+        self.call_on_upgrade(plugin, route, peer, req, Some(stub))
+            .await
     }
 
     async fn call_on_upgrade(

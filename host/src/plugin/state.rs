@@ -41,7 +41,12 @@ pub const MAX_EXCHANGES: u32 = 8;
 
 impl CallState {
     /// Fresh state for a call on `route` by `plugin`.
-    pub fn new(route: Arc<Route>, plugin: Arc<str>, limits: StoreLimits, stub: Option<StubUpstream>) -> Self {
+    pub fn new(
+        route: Arc<Route>,
+        plugin: Arc<str>,
+        limits: StoreLimits,
+        stub: Option<StubUpstream>,
+    ) -> Self {
         CallState {
             wasi: WasiCtx::builder().build(),
             table: ResourceTable::new(),
