@@ -28,6 +28,8 @@ use state::CallState;
 pub const MEMORY_LIMIT: usize = 16 << 20;
 /// How often the epoch advances; the granularity of deadlines and of yielding.
 const EPOCH_TICK: Duration = Duration::from_millis(1);
+/// The target plugins are built for.
+const WASM_TARGET: &str = "wasm32-wasip2";
 /// Plugin instances alive at once (pool size).
 const POOL_INSTANCES: u32 = 1000;
 /// Bytes of a pooled memory reset by memset (kept resident) rather than returned to the OS.
@@ -203,6 +205,13 @@ impl PluginRuntime {
             name: name.to_string(),
             reason,
         };
+        match bytes.get(..8) {
+            Some([0, b'a', b's', b'm', 0x0d, 0, 0x01, 0]) => {}
+            Some([0, b'a', b's', b'm', 0x01, 0, 0, 0]) => {
+                return Err(invalid(format!("a core wasm module, not a component: build it with --target {WASM_TARGET}")))
+            }
+            _ => return Err(invalid("not a WebAssembly component (bad magic number)".into())),
+        }
         let hash = content_hash(bytes);
         let cached = self
             .compiled
