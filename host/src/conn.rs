@@ -119,7 +119,8 @@ async fn dispatch(
     req: Request<Incoming>,
     raw: Option<RequestHead>,
 ) -> http::Response<ProxyBody> {
-    let router = shared.router();
+    let snapshot = shared.snapshot();
+    let router = &snapshot.router;
     let host = req
         .headers()
         .get(http::header::HOST)
@@ -129,7 +130,7 @@ async fn dispatch(
         return status_response(StatusCode::NOT_FOUND, "no route matches this host and path");
     };
     if !is_upgrade_request(req.headers()) {
-        return shared.http.forward(&route, client, "http", req).await;
+        return snapshot.http.forward(&route, client, "http", req).await;
     }
     let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
     let head = match raw {

@@ -12,6 +12,7 @@
 //! - [`invariants`]: what must hold before a 101 becomes a tunnel.
 //! - [`tunnel`]: the byte splice after the switch.
 //! - [`relay_body`]: a relayed upstream answer's body.
+//! - [`reload`]: hot reload of plugin files and of the config (file change, SIGHUP).
 //! - [`router`], [`headers`], [`body`], [`rewind`]: routing and small shared pieces.
 //! - [`demo`]: the built-in echo backend and page of `upgate demo`.
 
@@ -25,6 +26,7 @@ pub mod http_proxy;
 pub mod invariants;
 pub mod plugin;
 pub mod relay_body;
+pub mod reload;
 pub mod rewind;
 pub mod router;
 pub mod server;

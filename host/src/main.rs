@@ -121,8 +121,28 @@ async fn serve(config: Config) -> ExitCode {
         Ok(p) => p,
         Err(e) => return refuse(format!("{source}: {e}")),
     };
+    reload_on_sighup(&proxy);
     proxy.run_until(shutdown_signal()).await;
     ExitCode::SUCCESS
+}
+
+/// SIGHUP re-reads the config file; a bad one is refused and logged, the running one stays.
+fn reload_on_sighup(proxy: &Proxy) {
+    #[cfg(unix)]
+    {
+        let reloader = proxy.reloader();
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            tracing::warn!("cannot listen for SIGHUP: reload by editing the config file instead");
+            return;
+        };
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                tracing::info!("SIGHUP: reloading the config");
+                let _ = reloader.reload_config().await;
+            }
+        });
+    }
 }
 
 async fn demo(listen: SocketAddr) -> ExitCode {

@@ -14,6 +14,7 @@ use crate::config::{Config, PluginSource};
 use crate::conn::{self, HEAD_TIMEOUT};
 use crate::http_proxy::HttpProxy;
 use crate::plugin::{LoadError, LoadedPlugin, PluginRuntime, PASSTHROUGH_WASM};
+use crate::reload::Reloader;
 use crate::router::{Route, Router};
 
 /// Why the proxy could not start.
@@ -49,22 +50,47 @@ pub enum StartError {
     },
 }
 
+/// What serves requests at one moment: routes with their plugins, the plain
+/// HTTP client over the upstreams, and the config they came from. A reload
+/// builds a new one and swaps it in whole; requests in flight keep theirs.
+pub struct Snapshot {
+    /// Routes and their loaded plugins.
+    pub router: Router,
+    /// Plain-HTTP client and its connection pools.
+    pub http: HttpProxy,
+    /// The config this snapshot was built from.
+    pub config: Config,
+    /// Counts swaps since start (0 = as started).
+    pub generation: u64,
+}
+
 /// State every connection shares.
 pub struct Shared {
-    router: RwLock<Arc<Router>>,
-    /// The plain-HTTP client and its connection pools.
-    pub http: HttpProxy,
+    current: RwLock<Arc<Snapshot>>,
     /// Time allowed for a request head.
     pub head_timeout: Duration,
 }
 
 impl Shared {
-    /// The current routes.
-    pub fn router(&self) -> Arc<Router> {
-        match self.router.read() {
-            Ok(r) => r.clone(),
+    /// The snapshot serving now.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        match self.current.read() {
+            Ok(s) => s.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         }
+    }
+
+    /// Swaps in a snapshot built from the current one; returns its generation.
+    pub fn swap(&self, build: impl FnOnce(&Snapshot) -> Snapshot) -> u64 {
+        let mut guard = match self.current.write() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let mut next = build(&guard);
+        next.generation = guard.generation + 1;
+        let generation = next.generation;
+        *guard = Arc::new(next);
+        generation
     }
 }
 
@@ -73,6 +99,8 @@ pub struct Proxy {
     addrs: Vec<SocketAddr>,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
+    shared: Arc<Shared>,
+    reloader: Arc<Reloader>,
 }
 
 /// Loads the plugins of `config`'s routes and checks each with its route's settings.
@@ -153,9 +181,14 @@ impl Proxy {
                 })?;
             listeners.push(l);
         }
+        let source = config.source.clone();
         let shared = Arc::new(Shared {
-            router: RwLock::new(Arc::new(router)),
-            http: HttpProxy::new(config.upstreams.clone()),
+            current: RwLock::new(Arc::new(Snapshot {
+                router,
+                http: HttpProxy::new(config.upstreams.clone()),
+                config: config.clone(),
+                generation: 0,
+            })),
             head_timeout: HEAD_TIMEOUT,
         });
         let (stop, stopped) = watch::channel(false);
@@ -171,12 +204,35 @@ impl Proxy {
             addrs.push(addr);
             tasks.spawn(accept_loop(l, shared.clone(), stopped.clone()));
         }
-        Ok(Proxy { addrs, stop, tasks })
+        let reloader = Reloader::start(shared.clone(), source);
+        Ok(Proxy {
+            addrs,
+            stop,
+            tasks,
+            shared,
+            reloader,
+        })
     }
 
     /// The bound addresses, in config order (ports resolved when the config said 0).
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// Re-reads the config file (what SIGHUP does): an invalid one is refused
+    /// and the running config stays. Returns the new generation.
+    pub async fn reload(&self) -> Result<u64, String> {
+        self.reloader.reload_config().await
+    }
+
+    /// How many times routes or plugins were swapped since start.
+    pub fn generation(&self) -> u64 {
+        self.shared.snapshot().generation
+    }
+
+    /// The reloader, for callers that drive reloads themselves.
+    pub fn reloader(&self) -> Arc<Reloader> {
+        self.reloader.clone()
     }
 
     /// Stops accepting connections; open connections and tunnels go on until they end.

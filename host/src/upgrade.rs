@@ -11,6 +11,7 @@ use std::time::Instant;
 use tracing::{info, warn};
 
 use crate::body::{full, status_response, ProxyBody};
+use crate::config::FailurePolicy;
 use crate::exchange::Exchange;
 use crate::headers::{offered_protocols, websocket_accept, HOP_BY_HOP};
 use crate::invariants::check_switch;
@@ -35,7 +36,9 @@ pub async fn handle(
         .get("sec-websocket-key")
         .map(|v| v.as_bytes().to_vec());
     let runtime = PluginRuntime::global();
-    let decision = runtime
+    let fail_open = route.config.on_plugin_failure == FailurePolicy::FailOpen;
+    let fallback_head = fail_open.then(|| head.clone());
+    let mut decision = runtime
         .on_upgrade(&route.plugin, route.clone(), &peer, head)
         .await;
     let log = Log {
@@ -43,8 +46,21 @@ pub async fn handle(
         peer: &peer,
         started,
     };
+    if let (Err(failure), Some(head)) = (&decision, fallback_head) {
+        log.plugin_failed(failure, "fail-open: pass-through");
+        decision = match runtime.passthrough() {
+            Ok(pt) => runtime.on_upgrade(&pt, route.clone(), &peer, head).await,
+            Err(e) => Err(CallFailure::Instantiate(e)),
+        };
+    }
     match decision {
-        Err(failure) => log.plugin_failed(&failure),
+        Err(failure) => {
+            log.plugin_failed(&failure, "fail-closed: 502");
+            status_response(
+                StatusCode::BAD_GATEWAY,
+                &format!("plugin failed ({})", failure.kind()),
+            )
+        }
         Ok(Decision::Respond(head, body)) => respond(&log, head, body),
         Ok(Decision::Relay(ex)) if ex.response.status == 101 => {
             log.line(
@@ -137,7 +153,9 @@ impl Log<'_> {
         );
     }
 
-    fn plugin_failed(&self, failure: &CallFailure) -> Response<ProxyBody> {
+    /// Logs and counts a plugin failure with what the route does about it.
+    fn plugin_failed(&self, failure: &CallFailure, action: &str) {
+        let total = PluginRuntime::global().failures.count(failure);
         warn!(
             route = %self.route.config.name,
             client = %self.peer.client_addr,
@@ -145,14 +163,11 @@ impl Log<'_> {
             plugin = %self.route.plugin.name,
             version = %self.route.plugin.hash,
             kind = failure.kind(),
-            status = 502,
+            failures_of_kind = total,
+            action,
             error = %failure,
             "upgrade"
         );
-        status_response(
-            StatusCode::BAD_GATEWAY,
-            &format!("plugin failed ({})", failure.kind()),
-        )
     }
 }
 

@@ -36,7 +36,11 @@ fn bad_configs_name_the_key_and_exit_2() {
     let mut cases = 0;
     for entry in std::fs::read_dir(golden_dir()).expect("golden dir") {
         let path = entry.expect("dir entry").path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
         if !name.ends_with(".toml") || name == "ok.toml" {
             continue;
         }
@@ -48,7 +52,9 @@ fn bad_configs_name_the_key_and_exit_2() {
         }
         let expected = std::fs::read_to_string(&expected_path).unwrap_or_default();
         if code != 2 || stderr != expected {
-            failures.push(format!("{name}: exit {code}\n--- got\n{stderr}--- expected\n{expected}"));
+            failures.push(format!(
+                "{name}: exit {code}\n--- got\n{stderr}--- expected\n{expected}"
+            ));
         }
     }
     assert!(cases >= 7, "only {cases} golden cases found");

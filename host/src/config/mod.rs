@@ -6,6 +6,7 @@
 
 pub mod duration;
 mod raw;
+pub mod size;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -20,7 +21,15 @@ pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default time to connect to one address of an upstream.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default wall-clock budget of one plugin hook call, time waiting on the upstream excluded.
-pub const DEFAULT_PLUGIN_DEADLINE: Duration = Duration::from_millis(50);
+pub const DEFAULT_PLUGIN_DEADLINE: Duration = Duration::from_millis(10);
+/// Default memory cap of one plugin instance.
+pub const DEFAULT_PLUGIN_MEMORY: usize = 16 << 20;
+/// Largest `plugin_memory` accepted (the instance pool's slot size).
+pub const MAX_PLUGIN_MEMORY: usize = 64 << 20;
+/// Default cap on upstream exchanges one plugin call may open.
+pub const DEFAULT_PLUGIN_EXCHANGES: u32 = 8;
+/// Default cap on the size of what a plugin returns (response body plus headers).
+pub const DEFAULT_PLUGIN_OUTPUT: usize = 1 << 20;
 /// Default size of each of a tunnel's two copy buffers.
 pub const DEFAULT_BUFFER_SIZE: usize = 16 * 1024;
 
@@ -69,7 +78,7 @@ pub struct Config {
 }
 
 /// One upstream: addresses tried in order when a connect fails.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UpstreamConfig {
     /// Its name, as routes and plugins refer to it.
     pub name: String,
@@ -86,6 +95,29 @@ pub enum PluginSource {
     Embedded,
     /// A `.wasm` component file.
     File(PathBuf),
+}
+
+/// What a route does when its plugin fails (trap, deadline, memory cap, bad outcome).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailurePolicy {
+    /// Answer 502 with a short reason (the default).
+    FailClosed,
+    /// Run the built-in pass-through plugin instead.
+    FailOpen,
+}
+
+/// Limits of one plugin call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PluginLimits {
+    /// Budget of one call, upstream waits excluded (`plugin_deadline`, default 10ms).
+    pub deadline: Duration,
+    /// Memory an instance may grow to (`plugin_memory`, default 16MiB, at most 64MiB).
+    pub memory: usize,
+    /// Upstream exchanges one call may open (`plugin_exchanges`, default 8).
+    pub exchanges: u32,
+    /// Size cap of a `respond` outcome: body plus header bytes (`plugin_output_limit`, default 1MiB).
+    pub output: usize,
 }
 
 /// One route: what it matches, where it goes, and which plugin decides its upgrades.
@@ -109,8 +141,10 @@ pub struct RouteConfig {
     pub idle_timeout: Duration,
     /// Time allowed for an upstream's response head (`response_timeout`, default 60s).
     pub response_timeout: Duration,
-    /// Budget of one plugin call, upstream waits excluded (`plugin_deadline`, default 50ms).
-    pub plugin_deadline: Duration,
+    /// Limits of each plugin call.
+    pub limits: PluginLimits,
+    /// What a plugin failure answers (`on_plugin_failure`, default `fail-closed`).
+    pub on_plugin_failure: FailurePolicy,
     /// Size of each tunnel copy buffer in bytes (`buffer_size`, default 16384).
     pub buffer_size: usize,
 }

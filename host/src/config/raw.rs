@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::duration;
+use super::{duration, size, FailurePolicy};
 
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
@@ -59,6 +59,13 @@ pub struct RawRoute {
     pub response_timeout: Option<Duration>,
     #[serde(default, with = "duration::serde_opt")]
     pub plugin_deadline: Option<Duration>,
+    #[serde(default, with = "size::serde_opt")]
+    pub plugin_memory: Option<usize>,
+    pub plugin_exchanges: Option<u32>,
+    #[serde(default, with = "size::serde_opt")]
+    pub plugin_output_limit: Option<usize>,
+    pub on_plugin_failure: Option<FailurePolicy>,
+    #[serde(default, with = "size::serde_opt")]
     pub buffer_size: Option<usize>,
 }
 

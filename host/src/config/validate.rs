@@ -7,9 +7,10 @@ use std::path::Path;
 
 use super::raw::{RawConfig, RawRoute, RawUpstream};
 use super::{
-    Config, ConfigError, PluginSource, RouteConfig, UpstreamConfig, DEFAULT_BUFFER_SIZE,
-    DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_PLUGIN_DEADLINE,
-    DEFAULT_RESPONSE_TIMEOUT,
+    Config, ConfigError, FailurePolicy, PluginLimits, PluginSource, RouteConfig, UpstreamConfig,
+    DEFAULT_BUFFER_SIZE, DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_PLUGIN_DEADLINE,
+    DEFAULT_PLUGIN_EXCHANGES, DEFAULT_PLUGIN_MEMORY, DEFAULT_PLUGIN_OUTPUT,
+    DEFAULT_RESPONSE_TIMEOUT, MAX_PLUGIN_MEMORY,
 };
 
 /// Smallest and largest accepted `buffer_size`.
@@ -200,16 +201,14 @@ fn route(
             ));
         }
     }
-    let buffer_size = r.buffer_size.unwrap_or(DEFAULT_BUFFER_SIZE);
-    if !(BUFFER_RANGE.0..=BUFFER_RANGE.1).contains(&buffer_size) {
-        return Err(c.err(
-            key("buffer_size"),
-            format!(
-                "{buffer_size} is outside {}..={}",
-                BUFFER_RANGE.0, BUFFER_RANGE.1
-            ),
-        ));
-    }
+    let buffer_size = in_range(
+        c,
+        key("buffer_size"),
+        r.buffer_size,
+        DEFAULT_BUFFER_SIZE,
+        BUFFER_RANGE.0,
+        BUFFER_RANGE.1,
+    )?;
     let positive = |k: &str, d: Option<std::time::Duration>, def| match d {
         Some(d) if d.is_zero() => Err(c.err(key(k), "must be greater than zero")),
         Some(d) => Ok(d),
@@ -229,13 +228,50 @@ fn route(
             r.response_timeout,
             DEFAULT_RESPONSE_TIMEOUT,
         )?,
-        plugin_deadline: positive(
-            "plugin_deadline",
-            r.plugin_deadline,
-            DEFAULT_PLUGIN_DEADLINE,
-        )?,
+        limits: PluginLimits {
+            deadline: positive(
+                "plugin_deadline",
+                r.plugin_deadline,
+                DEFAULT_PLUGIN_DEADLINE,
+            )?,
+            memory: in_range(
+                c,
+                key("plugin_memory"),
+                r.plugin_memory,
+                DEFAULT_PLUGIN_MEMORY,
+                1 << 20,
+                MAX_PLUGIN_MEMORY,
+            )?,
+            exchanges: r.plugin_exchanges.unwrap_or(DEFAULT_PLUGIN_EXCHANGES),
+            output: in_range(
+                c,
+                key("plugin_output_limit"),
+                r.plugin_output_limit,
+                DEFAULT_PLUGIN_OUTPUT,
+                1024,
+                64 << 20,
+            )?,
+        },
+        on_plugin_failure: r.on_plugin_failure.unwrap_or(FailurePolicy::FailClosed),
         buffer_size,
     })
+}
+
+/// `value` (or `default`) if within `min..=max`, else an error naming `key`.
+fn in_range(
+    c: &Checker,
+    key: String,
+    value: Option<usize>,
+    default: usize,
+    min: usize,
+    max: usize,
+) -> Result<usize, ConfigError> {
+    let v = value.unwrap_or(default);
+    if (min..=max).contains(&v) {
+        Ok(v)
+    } else {
+        Err(c.err(key, format!("{v} bytes is outside {min}..={max}")))
+    }
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::component::{Resource, ResourceTable};
-use wasmtime::StoreLimits;
+use wasmtime::ResourceLimiter;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::upgate::plugin::{config, decision, log, types, upstream};
@@ -20,8 +20,8 @@ pub struct CallState {
     wasi: WasiCtx,
     /// Exchanges handed to the plugin, as resources.
     pub table: ResourceTable,
-    /// Memory and instance caps.
-    pub limits: StoreLimits,
+    /// Memory cap, remembering whether the plugin hit it.
+    pub limiter: MemoryLimiter,
     /// The route this call serves (its upstreams, timeouts, settings).
     route: Arc<Route>,
     /// Plugin name for log lines.
@@ -36,21 +36,63 @@ pub struct CallState {
     stub: Option<StubUpstream>,
 }
 
-/// Most exchanges one call may open.
-pub const MAX_EXCHANGES: u32 = 8;
+/// Caps a plugin's memory (and tables) and remembers a refused growth, so the
+/// trap that follows (Rust aborts on allocation failure) is reported as `memory`.
+pub struct MemoryLimiter {
+    max: usize,
+    hit: bool,
+}
+
+impl MemoryLimiter {
+    /// A limiter allowing `max` bytes of linear memory.
+    pub fn new(max: usize) -> Self {
+        MemoryLimiter { max, hit: false }
+    }
+
+    /// Whether a growth was refused.
+    pub fn hit(&self) -> bool {
+        self.hit
+    }
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let ok = desired <= self.max;
+        self.hit |= !ok;
+        Ok(ok)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
 
 impl CallState {
     /// Fresh state for a call on `route` by `plugin`.
     pub fn new(
         route: Arc<Route>,
         plugin: Arc<str>,
-        limits: StoreLimits,
+        limiter: MemoryLimiter,
         stub: Option<StubUpstream>,
     ) -> Self {
         CallState {
-            wasi: WasiCtx::builder().build(),
+            wasi: WasiCtx::builder()
+                .allow_tcp(false)
+                .allow_udp(false)
+                .allow_ip_name_lookup(false)
+                .build(),
             table: ResourceTable::new(),
-            limits,
+            limiter,
             route,
             plugin,
             started: Instant::now(),
@@ -85,7 +127,7 @@ impl upstream::Host for CallState {
         name: String,
         req: RequestHead,
     ) -> wasmtime::Result<Result<Resource<Exchange>, UpstreamError>> {
-        if self.exchanges >= MAX_EXCHANGES {
+        if self.exchanges >= self.route.config.limits.exchanges {
             return Ok(Err(UpstreamError::LimitReached));
         }
         let Some(up) = self.route.upstream(&name) else {

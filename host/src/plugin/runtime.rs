@@ -1,0 +1,304 @@
+//! The plugin runtime: one wasmtime `Engine` (epoch interruption, pooling
+//! allocator) with its epoch ticker thread, a cache of compiled components, and
+//! one hook call per fresh instance, held to the route's [`PluginLimits`].
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+use wasmtime::component::{Component, Linker};
+use wasmtime::{
+    Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline,
+};
+
+use super::bindings::{self, Outcome, Peer, PluginPre};
+use super::state::{CallState, MemoryLimiter};
+use super::{
+    CallFailure, Decision, FailureCounts, LoadError, LoadedPlugin, PeerInfo, PASSTHROUGH_WASM,
+};
+use crate::config::{PluginLimits, MAX_PLUGIN_MEMORY};
+use crate::exchange::StubUpstream;
+use crate::router::Route;
+use crate::wire;
+
+/// How often the epoch advances; the granularity of deadlines and of yielding.
+const EPOCH_TICK: Duration = Duration::from_millis(1);
+/// The target plugins are built for.
+const WASM_TARGET: &str = "wasm32-wasip2";
+/// Plugin instances alive at once (pool size).
+const POOL_INSTANCES: u32 = 1000;
+/// Bytes of a pooled memory reset by memset (kept resident) rather than returned to the OS.
+const KEEP_RESIDENT: usize = 256 << 10;
+/// Compiled components kept, by content hash (cleared when full).
+const CACHE_ENTRIES: usize = 64;
+
+/// The deadline trap's payload, so a deadline is told apart from other traps.
+#[derive(Debug)]
+struct DeadlineHit;
+
+impl std::fmt::Display for DeadlineHit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("plugin deadline exceeded")
+    }
+}
+
+impl std::error::Error for DeadlineHit {}
+
+/// The engine, the linker and a cache of compiled components, shared process-wide.
+pub struct PluginRuntime {
+    engine: Engine,
+    linker: Linker<CallState>,
+    compiled: Mutex<HashMap<String, Component>>,
+    passthrough: OnceLock<Result<LoadedPlugin, String>>,
+    /// Failures by kind since start.
+    pub failures: FailureCounts,
+}
+
+impl PluginRuntime {
+    /// The process-wide runtime (created on first use, with its epoch ticker thread).
+    pub fn global() -> &'static PluginRuntime {
+        static RUNTIME: OnceLock<PluginRuntime> = OnceLock::new();
+        RUNTIME.get_or_init(|| match PluginRuntime::new() {
+            Ok(rt) => rt,
+            Err(e) => panic!("cannot configure the wasm engine: {e}"),
+        })
+    }
+
+    fn new() -> wasmtime::Result<PluginRuntime> {
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_component_instances(POOL_INSTANCES)
+            .total_core_instances(POOL_INSTANCES * 4)
+            .total_memories(POOL_INSTANCES * 2)
+            .total_tables(POOL_INSTANCES * 4)
+            .total_stacks(POOL_INSTANCES)
+            .max_memory_size(MAX_PLUGIN_MEMORY)
+            .linear_memory_keep_resident(KEEP_RESIDENT)
+            .table_keep_resident(KEEP_RESIDENT);
+        let mut cfg = wasmtime::Config::new();
+        cfg.wasm_component_model(true)
+            .epoch_interruption(true)
+            .max_wasm_stack(512 << 10)
+            .async_stack_size(1 << 20)
+            .memory_reservation(MAX_PLUGIN_MEMORY as u64)
+            .memory_guard_size(64 << 10)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&cfg)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        bindings::Plugin::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)?;
+        let ticker = engine.weak();
+        std::thread::Builder::new()
+            .name("upgate-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = ticker.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })?;
+        Ok(PluginRuntime {
+            engine,
+            linker,
+            compiled: Mutex::new(HashMap::new()),
+            passthrough: OnceLock::new(),
+            failures: FailureCounts::default(),
+        })
+    }
+
+    /// The built-in pass-through plugin (compiled once).
+    pub fn passthrough(&self) -> Result<LoadedPlugin, String> {
+        self.passthrough
+            .get_or_init(|| {
+                self.load("passthrough", PASSTHROUGH_WASM)
+                    .map_err(|e| e.to_string())
+            })
+            .clone()
+    }
+
+    /// Compiles (or takes from cache) and pre-links a plugin. Blocking: run it off the async workers.
+    pub fn load(&self, name: &str, bytes: &[u8]) -> Result<LoadedPlugin, LoadError> {
+        let invalid = |reason: String| LoadError::Invalid {
+            name: name.to_string(),
+            reason,
+        };
+        match bytes.get(..8) {
+            Some([0, b'a', b's', b'm', 0x0d, 0, 0x01, 0]) => {}
+            Some([0, b'a', b's', b'm', 0x01, 0, 0, 0]) => {
+                return Err(invalid(format!(
+                    "a core wasm module, not a component: build it with --target {WASM_TARGET}"
+                )))
+            }
+            _ => {
+                return Err(invalid(
+                    "not a WebAssembly component (bad magic number)".into(),
+                ))
+            }
+        }
+        let hash = content_hash(bytes);
+        let cached = self
+            .compiled
+            .lock()
+            .ok()
+            .and_then(|c| c.get(&hash).cloned());
+        let component = match cached {
+            Some(c) => c,
+            None => {
+                let c = Component::from_binary(&self.engine, bytes)
+                    .map_err(|e| invalid(format!("{e:#}")))?;
+                if let Ok(mut cache) = self.compiled.lock() {
+                    if cache.len() >= CACHE_ENTRIES {
+                        cache.clear();
+                    }
+                    cache.insert(hash.clone(), c.clone());
+                }
+                c
+            }
+        };
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| invalid(format!("{e:#}")))?;
+        let pre = PluginPre::new(pre).map_err(|e| invalid(format!("{e:#}")))?;
+        Ok(LoadedPlugin {
+            name: name.into(),
+            hash,
+            pre,
+        })
+    }
+
+    fn store(
+        &self,
+        plugin: &LoadedPlugin,
+        route: Arc<Route>,
+        stub: Option<StubUpstream>,
+    ) -> Store<CallState> {
+        let limits: PluginLimits = route.config.limits;
+        let state = CallState::new(
+            route,
+            plugin.name.clone(),
+            MemoryLimiter::new(limits.memory),
+            stub,
+        );
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |ctx| {
+            if ctx.data().busy() > limits.deadline {
+                Err(wasmtime::Error::new(DeadlineHit))
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        store
+    }
+
+    /// Runs `on-load` for `route`: the plugin's chance to refuse its settings.
+    pub async fn check(&self, plugin: &LoadedPlugin, route: Arc<Route>) -> Result<(), LoadError> {
+        let refused = |reason: String| LoadError::Refused {
+            name: plugin.name.to_string(),
+            reason,
+        };
+        let mut store = self.store(plugin, route, None);
+        let instance = plugin
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| refused(format!("{e:#}")))?;
+        instance
+            .call_on_load(&mut store)
+            .await
+            .map_err(|e| refused(format!("{e:#}")))?
+            .map_err(refused)
+    }
+
+    /// Runs `on-upgrade` on a fresh instance and turns its outcome into host values.
+    pub async fn on_upgrade(
+        &self,
+        plugin: &LoadedPlugin,
+        route: Arc<Route>,
+        peer: &PeerInfo,
+        req: wire::RequestHead,
+    ) -> Result<Decision, CallFailure> {
+        self.call_on_upgrade(plugin, route, peer, req, None).await
+    }
+
+    /// [`Self::on_upgrade`] with every upstream exchange answered by `stub`, off
+    /// the network: what the plugin-overhead benchmark measures.
+    pub async fn on_upgrade_stubbed(
+        &self,
+        plugin: &LoadedPlugin,
+        route: Arc<Route>,
+        peer: &PeerInfo,
+        req: wire::RequestHead,
+        stub: StubUpstream,
+    ) -> Result<Decision, CallFailure> {
+        self.call_on_upgrade(plugin, route, peer, req, Some(stub))
+            .await
+    }
+
+    async fn call_on_upgrade(
+        &self,
+        plugin: &LoadedPlugin,
+        route: Arc<Route>,
+        peer: &PeerInfo,
+        req: wire::RequestHead,
+        stub: Option<StubUpstream>,
+    ) -> Result<Decision, CallFailure> {
+        let limits = route.config.limits;
+        let wit_peer = Peer {
+            client_addr: peer.client_addr.to_string(),
+            route: route.config.name.clone(),
+            scheme: peer.scheme.to_string(),
+            tls_server_name: peer.tls_server_name.clone(),
+            upstreams: route.config.upstreams.clone(),
+        };
+        let mut store = self.store(plugin, route, stub);
+        let instance = plugin
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| CallFailure::Instantiate(format!("{e:#}")))?;
+        let called = instance
+            .call_on_upgrade(&mut store, &wit_peer, &req.into())
+            .await;
+        let outcome = match called {
+            Ok(o) => o,
+            Err(_) if store.data().limiter.hit() => return Err(CallFailure::Memory(limits.memory)),
+            Err(e) if e.is::<DeadlineHit>() => return Err(CallFailure::Deadline(limits.deadline)),
+            Err(e) => return Err(CallFailure::Trap(format!("{e:#}"))),
+        };
+        let table = &mut store.data_mut().table;
+        let mut take = |res| {
+            table
+                .delete(res)
+                .map_err(|e| CallFailure::BadOutcome(format!("exchange handle: {e}")))
+        };
+        Ok(match outcome {
+            Outcome::Tunnel(t) => Decision::Tunnel {
+                exchange: take(t.exchange)?,
+                client_head: t.client_head.map(Into::into),
+            },
+            Outcome::Relay(ex) => Decision::Relay(take(ex)?),
+            Outcome::Respond(r) => {
+                let size = r.body.len()
+                    + r.head
+                        .headers
+                        .iter()
+                        .map(|h| h.name.len() + h.value.len())
+                        .sum::<usize>();
+                if size > limits.output {
+                    return Err(CallFailure::BadOutcome(format!(
+                        "response of {size} bytes is over the {} byte limit",
+                        limits.output
+                    )));
+                }
+                Decision::Respond(r.head.into(), r.body)
+            }
+        })
+    }
+}
+
+fn content_hash(bytes: &[u8]) -> String {
+    use sha1::Digest;
+    let digest = sha1::Sha1::digest(bytes);
+    digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
+}
