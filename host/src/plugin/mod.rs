@@ -8,6 +8,7 @@
 //! as host values ([`Decision`]) before the store is dropped.
 
 mod bindings;
+mod meter;
 mod runtime;
 mod state;
 

@@ -22,12 +22,14 @@ use crate::wire;
 
 /// How often the epoch advances; the granularity of deadlines and of yielding.
 const EPOCH_TICK: Duration = Duration::from_millis(1);
+/// Budget of an `on-load` call (settings checks may parse more than a request does).
+const LOAD_DEADLINE: Duration = Duration::from_secs(1);
 /// The target plugins are built for.
 const WASM_TARGET: &str = "wasm32-wasip2";
 /// Plugin instances alive at once (pool size).
 const POOL_INSTANCES: u32 = 1000;
 /// Bytes of a pooled memory reset by memset (kept resident) rather than returned to the OS.
-const KEEP_RESIDENT: usize = 256 << 10;
+const KEEP_RESIDENT: usize = 1 << 20;
 /// Compiled components kept, by content hash (cleared when full).
 const CACHE_ENTRIES: usize = 64;
 
@@ -72,7 +74,8 @@ impl PluginRuntime {
             .total_stacks(POOL_INSTANCES)
             .max_memory_size(MAX_PLUGIN_MEMORY)
             .linear_memory_keep_resident(KEEP_RESIDENT)
-            .table_keep_resident(KEEP_RESIDENT);
+            .table_keep_resident(KEEP_RESIDENT)
+            .pagemap_scan(wasmtime::Enabled::Auto);
         let mut cfg = wasmtime::Config::new();
         cfg.wasm_component_model(true)
             .epoch_interruption(true)
@@ -170,6 +173,7 @@ impl PluginRuntime {
         plugin: &LoadedPlugin,
         route: Arc<Route>,
         stub: Option<StubUpstream>,
+        deadline: Duration,
     ) -> Store<CallState> {
         let limits: PluginLimits = route.config.limits;
         let state = CallState::new(
@@ -182,7 +186,7 @@ impl PluginRuntime {
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |ctx| {
-            if ctx.data().busy() > limits.deadline {
+            if ctx.data().busy() > deadline {
                 Err(wasmtime::Error::new(DeadlineHit))
             } else {
                 Ok(UpdateDeadline::Yield(1))
@@ -197,14 +201,15 @@ impl PluginRuntime {
             name: plugin.name.to_string(),
             reason,
         };
-        let mut store = self.store(plugin, route, None);
-        let instance = plugin
-            .pre
-            .instantiate_async(&mut store)
+        let deadline = route.config.limits.deadline.max(LOAD_DEADLINE);
+        let mut store = self.store(plugin, route, None, deadline);
+        let meter = store.data().meter.clone();
+        let instance = meter
+            .measure(plugin.pre.instantiate_async(&mut store))
             .await
             .map_err(|e| refused(format!("{e:#}")))?;
-        instance
-            .call_on_load(&mut store)
+        meter
+            .measure(instance.call_on_load(&mut store))
             .await
             .map_err(|e| refused(format!("{e:#}")))?
             .map_err(refused)
@@ -251,14 +256,14 @@ impl PluginRuntime {
             tls_server_name: peer.tls_server_name.clone(),
             upstreams: route.config.upstreams.clone(),
         };
-        let mut store = self.store(plugin, route, stub);
-        let instance = plugin
-            .pre
-            .instantiate_async(&mut store)
+        let mut store = self.store(plugin, route, stub, limits.deadline);
+        let meter = store.data().meter.clone();
+        let instance = meter
+            .measure(plugin.pre.instantiate_async(&mut store))
             .await
             .map_err(|e| CallFailure::Instantiate(format!("{e:#}")))?;
-        let called = instance
-            .call_on_upgrade(&mut store, &wit_peer, &req.into())
+        let called = meter
+            .measure(instance.call_on_upgrade(&mut store, &wit_peer, &req.into()))
             .await;
         let outcome = match called {
             Ok(o) => o,

@@ -3,7 +3,9 @@
 //! the `exchange` resource, `log` and `config`.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use super::meter::Meter;
 use wasmtime::component::{Resource, ResourceTable};
 use wasmtime::ResourceLimiter;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -26,10 +28,8 @@ pub struct CallState {
     route: Arc<Route>,
     /// Plugin name for log lines.
     plugin: Arc<str>,
-    /// When the call started, for the deadline.
-    pub started: Instant,
-    /// Time spent waiting on upstreams, which the deadline does not count.
-    pub upstream_wait: Duration,
+    /// Time spent running the call, for the deadline.
+    pub meter: Arc<Meter>,
     /// Exchanges opened so far by this call.
     exchanges: u32,
     /// Answers exchanges without the network (benchmarks).
@@ -95,16 +95,15 @@ impl CallState {
             limiter,
             route,
             plugin,
-            started: Instant::now(),
-            upstream_wait: Duration::ZERO,
+            meter: Meter::new(),
             exchanges: 0,
             stub,
         }
     }
 
-    /// Wall time the plugin itself has used (upstream waits excluded).
+    /// Time the call has spent running (suspensions excluded: see [`Meter`]).
     pub fn busy(&self) -> Duration {
-        self.started.elapsed().saturating_sub(self.upstream_wait)
+        self.meter.busy()
     }
 }
 
@@ -139,9 +138,7 @@ impl upstream::Host for CallState {
             return Ok(Ok(self.table.push(ex)?));
         }
         let up = up.clone();
-        let begun = Instant::now();
         let result = exchange::send(&up, req.into(), self.route.config.response_timeout).await;
-        self.upstream_wait += begun.elapsed();
         Ok(match result {
             Ok(ex) => Ok(self.table.push(ex)?),
             Err(e) => {

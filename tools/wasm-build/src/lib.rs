@@ -49,7 +49,13 @@ pub fn build_plugins(workspace: &Path, packages: &[&str]) -> PathBuf {
         status.success(),
         "building plugins {packages:?} for {TARGET} failed (see the output above)"
     );
-    for dir in ["guest-sdk", "wit", "plugins", "tests/plugin-probe", ".cargo/config.toml"] {
+    for dir in [
+        "guest-sdk",
+        "wit",
+        "plugins",
+        "tests/plugin-probe",
+        ".cargo/config.toml",
+    ] {
         println!("cargo:rerun-if-changed={}", workspace.join(dir).display());
     }
     println!(
