@@ -13,11 +13,12 @@ use crate::{Exchange, Header, Outcome, Peer, RequestHead, Response, Tunnel, Upst
 
 /// Headers that apply to one connection only and are never forwarded as sent
 /// (RFC 9110 §7.6.1), besides those the `Connection` header names.
-pub const HOP_BY_HOP: [&str; 6] = [
+pub const HOP_BY_HOP: [&str; 7] = [
     "connection",
     "proxy-connection",
     "keep-alive",
     "te",
+    "trailer",
     "transfer-encoding",
     "upgrade",
 ];

@@ -165,6 +165,17 @@ impl HttpProxy {
             Ok(Err(e)) => return upstream_error(&up.name, e),
             Ok(Ok(res)) => res,
         };
+        if res.status() == StatusCode::SWITCHING_PROTOCOLS {
+            // Invariant 1: only an upgrade request may be answered with a switch.
+            tracing::warn!(upstream = %up.name, "upstream answered 101 to a plain request");
+            return status_response(
+                StatusCode::BAD_GATEWAY,
+                &format!(
+                    "upstream `{}` switched protocols on a request that did not ask to upgrade",
+                    up.name
+                ),
+            );
+        }
         let (mut parts, body) = res.into_parts();
         remove_hop_by_hop(&mut parts.headers);
         Response::from_parts(

@@ -139,7 +139,9 @@ fn reload_on_sighup(proxy: &Proxy) {
         tokio::spawn(async move {
             while hup.recv().await.is_some() {
                 tracing::info!("SIGHUP: reloading the config");
-                let _ = reloader.reload_config().await;
+                if let Err(e) = reloader.reload_config().await {
+                    tracing::warn!(reason = %e, "SIGHUP: nothing reloaded");
+                }
             }
         });
     }
@@ -159,6 +161,7 @@ async fn demo(listen: SocketAddr) -> ExitCode {
         Err(e) => return refuse(e),
     };
     let addr = proxy.local_addrs()[0];
+    reload_on_sighup(&proxy);
     println!("upgate demo: open http://{addr}/ in a browser (WebSocket echo at ws://{addr}/echo); Ctrl-C stops");
     proxy.run_until(shutdown_signal()).await;
     ExitCode::SUCCESS

@@ -235,7 +235,8 @@ impl Proxy {
         self.reloader.clone()
     }
 
-    /// Stops accepting connections; open connections and tunnels go on until they end.
+    /// Stops accepting connections. Connections and tunnels already open go on
+    /// as long as the process runs (the binary exits right after: no drain yet).
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
         while self.tasks.join_next().await.is_some() {}

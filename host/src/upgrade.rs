@@ -15,7 +15,7 @@ use crate::config::FailurePolicy;
 use crate::exchange::Exchange;
 use crate::headers::{offered_protocols, websocket_accept, HOP_BY_HOP};
 use crate::invariants::check_switch;
-use crate::plugin::{CallFailure, Decision, PeerInfo, PluginRuntime};
+use crate::plugin::{CallFailure, Decision, LoadedPlugin, PeerInfo, PluginRuntime};
 use crate::relay_body::{framing, relay_body, Framing};
 use crate::router::Route;
 use crate::tunnel::{self, TunnelLimits};
@@ -46,16 +46,20 @@ pub async fn handle(
         peer: &peer,
         started,
     };
+    let mut ran = route.plugin.clone();
     if let (Err(failure), Some(head)) = (&decision, fallback_head) {
-        log.plugin_failed(failure, "fail-open: pass-through");
+        log.plugin_failed(&ran, failure, "fail-open: pass-through");
         decision = match runtime.passthrough() {
-            Ok(pt) => runtime.on_upgrade(&pt, route.clone(), &peer, head).await,
+            Ok(pt) => {
+                ran = pt;
+                runtime.on_upgrade(&ran, route.clone(), &peer, head).await
+            }
             Err(e) => Err(CallFailure::Instantiate(e)),
         };
     }
     match decision {
         Err(failure) => {
-            log.plugin_failed(&failure, "fail-closed: 502");
+            log.plugin_failed(&ran, &failure, "502");
             status_response(
                 StatusCode::BAD_GATEWAY,
                 &format!("plugin failed ({})", failure.kind()),
@@ -154,14 +158,14 @@ impl Log<'_> {
     }
 
     /// Logs and counts a plugin failure with what the route does about it.
-    fn plugin_failed(&self, failure: &CallFailure, action: &str) {
+    fn plugin_failed(&self, plugin: &LoadedPlugin, failure: &CallFailure, action: &str) {
         let total = PluginRuntime::global().failures.count(failure);
         warn!(
             route = %self.route.config.name,
             client = %self.peer.client_addr,
             outcome = "plugin-error",
-            plugin = %self.route.plugin.name,
-            version = %self.route.plugin.hash,
+            plugin = %plugin.name,
+            version = %plugin.hash,
             kind = failure.kind(),
             failures_of_kind = total,
             action,

@@ -73,7 +73,7 @@ pub struct Config {
     pub listeners: Vec<SocketAddr>,
     /// Upstreams by name.
     pub upstreams: BTreeMap<String, UpstreamConfig>,
-    /// Routes, in match order (longest path prefix first among same-host routes).
+    /// Routes, in config order (the router ranks them per request: host, then longest prefix).
     pub routes: Vec<RouteConfig>,
 }
 

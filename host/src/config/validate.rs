@@ -84,6 +84,22 @@ pub fn validate(raw: RawConfig, file: &str, base: &Path) -> Result<Config, Confi
 }
 
 fn upstream(c: &Checker, name: &str, u: RawUpstream) -> Result<UpstreamConfig, ConfigError> {
+    let name_ok = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if !name_ok {
+        return Err(c.err(
+            format!("upstreams.{name}"),
+            "an upstream name uses only letters, digits, `-`, `_` and `.`",
+        ));
+    }
+    if u.connect_timeout.is_some_and(|d| d.is_zero()) {
+        return Err(c.err(
+            format!("upstreams.{name}.connect_timeout"),
+            "must be greater than zero",
+        ));
+    }
     if u.addresses.is_empty() {
         return Err(c.err(
             format!("upstreams.{name}.addresses"),
@@ -192,6 +208,9 @@ fn route(
         .into_iter()
         .map(|p| p.to_ascii_lowercase())
         .collect();
+    if allowed_upgrades.is_empty() {
+        return Err(c.err(key("allowed_upgrades"), "is empty, so no upgrade could ever open a tunnel (leave it out for the default `[\"websocket\"]`)"));
+    }
     for (j, p) in allowed_upgrades.iter().enumerate() {
         let token = !p.is_empty() && p.bytes().all(|b| b.is_ascii_graphic() && b != b',');
         if !token {
