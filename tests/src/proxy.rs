@@ -1,0 +1,155 @@
+//! upgate, started in-process for a test: a builder for its TOML config (one
+//! upstream per route, listener on `127.0.0.1:0`), parsed with
+//! [`upgate::Config::parse`] so tests go through the real config path.
+//!
+//! ```no_run
+//! # async fn demo(origin: std::net::SocketAddr) {
+//! use upgate_tests::proxy::{route, start};
+//! let proxy = start([route("/", origin).probe("reject").idle_timeout("300ms")]).await;
+//! # }
+//! ```
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::Path;
+
+/// One `[[routes]]` table and the upstream it points at.
+#[derive(Clone, Debug)]
+pub struct Route {
+    /// `path_prefix`.
+    prefix: String,
+    /// The route's upstream addresses (`[upstreams.upN] addresses`).
+    addresses: Vec<SocketAddr>,
+    /// Other keys of the route, as `key = <toml value>` lines.
+    keys: Vec<String>,
+}
+
+/// A route for `prefix` to the upstream at `origin`, pass-through plugin, defaults.
+pub fn route(prefix: &str, origin: SocketAddr) -> Route {
+    Route {
+        prefix: prefix.to_string(),
+        addresses: vec![origin],
+        keys: Vec::new(),
+    }
+}
+
+impl Route {
+    /// Sets `key` to `value`, written as TOML (`"300ms"`, `["websocket"]`, `{ a = 1 }`).
+    pub fn set(mut self, key: &str, toml_value: &str) -> Self {
+        self.keys.push(format!("{key} = {toml_value}"));
+        self
+    }
+
+    /// Uses the test plugin `name` (see [`crate::plugin`]).
+    pub fn plugin(self, name: &str) -> Self {
+        let path = crate::plugin(name).display().to_string();
+        self.set("plugin", &format!("{path:?}"))
+    }
+
+    /// `plugin_config`, as an inline TOML table (`{ tokens = ["x"] }`).
+    pub fn plugin_config(self, table: &str) -> Self {
+        self.set("plugin_config", table)
+    }
+
+    /// The probe plugin in `mode`.
+    pub fn probe(self, mode: &str) -> Self {
+        self.plugin("probe")
+            .plugin_config(&format!("{{ mode = {mode:?} }}"))
+    }
+
+    /// `idle_timeout`.
+    pub fn idle_timeout(self, d: &str) -> Self {
+        self.set("idle_timeout", &format!("{d:?}"))
+    }
+
+    /// `response_timeout`.
+    pub fn response_timeout(self, d: &str) -> Self {
+        self.set("response_timeout", &format!("{d:?}"))
+    }
+
+    /// `plugin_deadline`.
+    pub fn plugin_deadline(self, d: &str) -> Self {
+        self.set("plugin_deadline", &format!("{d:?}"))
+    }
+
+    /// `allowed_upgrades`.
+    pub fn allowed_upgrades(self, protocols: &[&str]) -> Self {
+        self.set("allowed_upgrades", &format!("{protocols:?}"))
+    }
+}
+
+/// The config text for `routes`.
+pub fn config_text(routes: &[Route]) -> String {
+    let mut text = String::from("[[listeners]]\naddress = \"127.0.0.1:0\"\n");
+    for (i, r) in routes.iter().enumerate() {
+        let addrs: Vec<String> = r.addresses.iter().map(ToString::to_string).collect();
+        let _ = write!(
+            text,
+            "\n[upstreams.up{i}]\naddresses = {addrs:?}\nconnect_timeout = \"2s\"\n"
+        );
+    }
+    for (i, r) in routes.iter().enumerate() {
+        let _ = write!(
+            text,
+            "\n[[routes]]\nname = \"r{i}\"\npath_prefix = {:?}\nupstream = \"up{i}\"\n",
+            r.prefix
+        );
+        for k in &r.keys {
+            let _ = writeln!(text, "{k}");
+        }
+    }
+    text
+}
+
+/// A running upgate.
+pub struct Running {
+    /// The first listener's address.
+    addr: SocketAddr,
+    /// The proxy; `None` once shut down.
+    proxy: Option<upgate::Proxy>,
+}
+
+impl Running {
+    /// Where clients connect.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting (bounded).
+    pub async fn shutdown(mut self) {
+        if let Some(p) = self.proxy.take() {
+            crate::within("proxy shutdown", p.shutdown()).await;
+        }
+    }
+}
+
+/// Starts upgate with `routes` (bounded; panics with the error if it cannot start).
+pub async fn start(routes: impl IntoIterator<Item = Route>) -> Running {
+    let routes: Vec<Route> = routes.into_iter().collect();
+    start_toml(&config_text(&routes)).await
+}
+
+/// Starts upgate from config text.
+pub async fn start_toml(text: &str) -> Running {
+    match try_start(text).await {
+        Ok(r) => r,
+        Err(e) => panic!("upgate did not start: {e}\nconfig:\n{text}"),
+    }
+}
+
+/// Starts upgate from config text, returning the config or start error as text.
+pub async fn try_start(text: &str) -> Result<Running, String> {
+    let config =
+        upgate::Config::parse(text, "test.toml", Path::new("/")).map_err(|e| e.to_string())?;
+    let proxy = crate::within_for(
+        std::time::Duration::from_secs(30),
+        "proxy start",
+        upgate::Proxy::start(config),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    Ok(Running {
+        addr: proxy.local_addrs()[0],
+        proxy: Some(proxy),
+    })
+}
