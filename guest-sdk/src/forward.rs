@@ -176,7 +176,7 @@ pub fn forwarded_element(ip: Option<IpAddr>, proto: &str) -> String {
 /// ordinary response, an error answered with [`error_response`] (and logged).
 pub fn outcome_of(result: Result<Exchange, UpstreamError>) -> Outcome {
     match result {
-        Ok(exchange) if exchange.response().status == 101 => Outcome::Tunnel(Tunnel {
+        Ok(exchange) if exchange.status() == 101 => Outcome::Tunnel(Tunnel {
             exchange,
             client_head: None,
         }),

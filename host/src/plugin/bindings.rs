@@ -5,7 +5,10 @@
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "plugin",
-    imports: { default: async | trappable },
+    imports: {
+        "upgate:plugin/upstream.send": async | trappable,
+        default: trappable,
+    },
     exports: { default: async },
     with: {
         "upgate:plugin/upstream.exchange": crate::exchange::Exchange,

@@ -156,22 +156,26 @@ impl upstream::Host for CallState {
 }
 
 impl upstream::HostExchange for CallState {
-    async fn response(&mut self, ex: Resource<Exchange>) -> wasmtime::Result<ResponseHead> {
+    fn status(&mut self, ex: Resource<Exchange>) -> wasmtime::Result<u16> {
+        Ok(self.table.get(&ex)?.response.status)
+    }
+
+    fn response(&mut self, ex: Resource<Exchange>) -> wasmtime::Result<ResponseHead> {
         Ok(self.table.get(&ex)?.response.clone().into())
     }
 
-    async fn request(&mut self, ex: Resource<Exchange>) -> wasmtime::Result<RequestHead> {
+    fn request(&mut self, ex: Resource<Exchange>) -> wasmtime::Result<RequestHead> {
         Ok(self.table.get(&ex)?.request.clone().into())
     }
 
-    async fn drop(&mut self, ex: Resource<Exchange>) -> wasmtime::Result<()> {
+    fn drop(&mut self, ex: Resource<Exchange>) -> wasmtime::Result<()> {
         self.table.delete(ex)?;
         Ok(())
     }
 }
 
 impl log::Host for CallState {
-    async fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
+    fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
         let (plugin, route) = (&*self.plugin, &self.route.config.name);
         match level {
             Level::Trace => tracing::trace!(target: "upgate::plugin", plugin, route, "{message}"),
@@ -185,7 +189,7 @@ impl log::Host for CallState {
 }
 
 impl config::Host for CallState {
-    async fn get(&mut self) -> wasmtime::Result<String> {
+    fn get(&mut self) -> wasmtime::Result<String> {
         Ok(self.route.config.plugin_config.clone())
     }
 }

@@ -94,7 +94,7 @@ impl Plugin for Failover {
         let up = into_forward_request(&peer, req);
         let verdict = policy.run(
             |name| upstream::send(name, &up),
-            |exchange| exchange.response().status,
+            |exchange| exchange.status(),
         );
         match verdict {
             Verdict::Tunnel(exchange) => Outcome::Tunnel(Tunnel {
