@@ -13,6 +13,7 @@
 //! - [`tunnel`]: the byte splice after the switch.
 //! - [`relay_body`]: a relayed upstream answer's body.
 //! - [`reload`]: hot reload of plugin files and of the config (file change, SIGHUP).
+//! - [`tls`]: certificates by SNI, TLS to upstreams, the ClientHello reader.
 //! - [`router`], [`headers`], [`body`], [`rewind`]: routing and small shared pieces.
 //! - [`demo`]: the built-in echo backend and page of `upgate demo`.
 
@@ -30,6 +31,7 @@ pub mod reload;
 pub mod rewind;
 pub mod router;
 pub mod server;
+pub mod tls;
 pub mod tunnel;
 pub mod upgrade;
 pub mod upstream;
