@@ -1,7 +1,8 @@
-//! One client connection: read the first request head off the wire (so a
-//! plugin sees header names as the client spelled them; a client too slow to
-//! send it gets 408), then serve the connection with hyper, dispatching each
-//! request to the upgrade path or the plain proxy.
+//! One client connection, plain TCP or TLS terminated by the listener: read
+//! the first request head off the wire (so a plugin sees header names as the
+//! client spelled them; a client too slow to send it gets 408), then serve the
+//! connection with hyper, dispatching each request to the upgrade path or the
+//! plain proxy.
 
 use bytes::BytesMut;
 use http::{Request, StatusCode};
@@ -9,11 +10,10 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
 
 use crate::body::{status_response, ProxyBody};
 use crate::headers::is_upgrade_request;
@@ -22,20 +22,28 @@ use crate::rewind::Rewind;
 use crate::server::Shared;
 use crate::wire::{self, Header, RequestHead};
 
-/// Time a client has to send a complete request head.
+/// Time a client has to send a complete request head (a TLS client: to finish
+/// the handshake and send it).
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Serves one accepted connection until it closes.
-pub async fn serve(mut stream: TcpStream, client: SocketAddr, shared: Arc<Shared>) {
-    let _ = stream.set_nodelay(true);
+/// Serves one accepted connection until it closes. `peer` says who the client
+/// is and whether it came over TLS; `accepted` is when, for the head timeout.
+pub async fn serve<S>(mut stream: S, peer: PeerInfo, accepted: Instant, shared: Arc<Shared>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let client = peer.client_addr;
     let head_timeout = shared.head_timeout;
     let mut buf = BytesMut::with_capacity(4096);
-    let first = match tokio::time::timeout(head_timeout, sniff_head(&mut stream, &mut buf)).await {
+    let sniffed =
+        tokio::time::timeout_at(accepted + head_timeout, sniff_head(&mut stream, &mut buf));
+    let first = match sniffed.await {
         Err(_) => {
             tracing::info!(%client, timeout_ms = head_timeout.as_millis() as u64, "request head timeout: 408");
             let _ = stream
                 .write_all(b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
                 .await;
+            let _ = stream.shutdown().await;
             return;
         }
         Ok(None) => return,
@@ -45,8 +53,8 @@ pub async fn serve(mut stream: TcpStream, client: SocketAddr, shared: Arc<Shared
     let io = TokioIo::new(Rewind::new(buf.freeze(), stream));
     let service = service_fn(move |req: Request<Incoming>| {
         let raw = first.lock().ok().and_then(|mut f| f.take());
-        let shared = shared.clone();
-        async move { Ok::<_, std::convert::Infallible>(dispatch(shared, client, req, raw).await) }
+        let (shared, peer) = (shared.clone(), peer.clone());
+        async move { Ok::<_, std::convert::Infallible>(dispatch(shared, peer, req, raw).await) }
     });
     let served = http1::Builder::new()
         .timer(TokioTimer::new())
@@ -61,7 +69,10 @@ pub async fn serve(mut stream: TcpStream, client: SocketAddr, shared: Arc<Shared
 
 /// Reads until `buf` holds one full request head. `None`: the client left before
 /// sending a byte; `Some(None)`: not a parsable head, hyper answers it; `Some(Some(head))`.
-async fn sniff_head(stream: &mut TcpStream, buf: &mut BytesMut) -> Option<Option<RequestHead>> {
+async fn sniff_head<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+) -> Option<Option<RequestHead>> {
     loop {
         let mut slots = [httparse::EMPTY_HEADER; wire::MAX_HEADERS];
         let mut req = httparse::Request::new(&mut slots);
@@ -115,7 +126,7 @@ fn head_from_hyper(req: &Request<Incoming>) -> RequestHead {
 
 async fn dispatch(
     shared: Arc<Shared>,
-    client: SocketAddr,
+    peer: PeerInfo,
     req: Request<Incoming>,
     raw: Option<RequestHead>,
 ) -> http::Response<ProxyBody> {
@@ -130,17 +141,15 @@ async fn dispatch(
         return status_response(StatusCode::NOT_FOUND, "no route matches this host and path");
     };
     if !is_upgrade_request(req.headers()) {
-        return snapshot.http.forward(&route, client, "http", req).await;
+        return snapshot
+            .http
+            .forward(&route, peer.client_addr, peer.scheme, req)
+            .await;
     }
     let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
     let head = match raw {
         Some(h) if h.method == req.method().as_str() && h.target == target => h,
         _ => head_from_hyper(&req),
-    };
-    let peer = PeerInfo {
-        client_addr: client,
-        scheme: "http",
-        tls_server_name: None,
     };
     crate::upgrade::handle(route, peer, req, head).await
 }

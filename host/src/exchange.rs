@@ -10,9 +10,10 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
 
 use crate::config::UpstreamConfig;
-use crate::upstream::{self, ConnectError};
+use crate::upstream::{self, ConnectError, UpstreamStream};
 use crate::wire::{self, Parsed, RequestHead, ResponseHead};
 
 /// An open upstream connection with its request sent and response head read.
@@ -32,20 +33,32 @@ pub struct Exchange {
     pub leftover: BytesMut,
 }
 
-/// An exchange's connection: TCP, or in memory when the upstream is stubbed
-/// (benchmarks measure the plugin without the network).
+/// An exchange's connection: TCP, TLS, or in memory when the upstream is
+/// stubbed (benchmarks measure the plugin without the network).
 #[derive(Debug)]
 pub enum ExchangeStream {
-    /// A real upstream connection.
+    /// A plain upstream connection.
     Tcp(TcpStream),
+    /// A TLS upstream connection (`tls` upstreams).
+    Tls(Box<TlsStream<TcpStream>>),
     /// An in-memory pipe standing in for the upstream.
     Memory(tokio::io::DuplexStream),
+}
+
+impl From<UpstreamStream> for ExchangeStream {
+    fn from(s: UpstreamStream) -> Self {
+        match s {
+            UpstreamStream::Tcp(s) => ExchangeStream::Tcp(s),
+            UpstreamStream::Tls(s) => ExchangeStream::Tls(s),
+        }
+    }
 }
 
 macro_rules! delegate {
     ($self:ident, $s:ident => $e:expr) => {
         match $self.get_mut() {
             ExchangeStream::Tcp($s) => $e,
+            ExchangeStream::Tls($s) => $e,
             ExchangeStream::Memory($s) => $e,
         }
     };
@@ -125,7 +138,8 @@ pub async fn send(
     timeout: Duration,
 ) -> Result<Exchange, ExchangeError> {
     let bytes = wire::write_request(&request).map_err(ExchangeError::InvalidRequest)?;
-    let (mut stream, addr) = upstream::connect(up).await?;
+    let (stream, addr) = upstream::connect(up).await?;
+    let mut stream = ExchangeStream::from(stream);
     let bad = |reason: String| ExchangeError::BadResponse {
         upstream: up.name.clone(),
         reason,
@@ -133,6 +147,10 @@ pub async fn send(
     let read_head = async {
         stream
             .write_all(&bytes)
+            .await
+            .map_err(|e| bad(format!("write failed: {e}")))?;
+        stream
+            .flush()
             .await
             .map_err(|e| bad(format!("write failed: {e}")))?;
         let mut buf = BytesMut::with_capacity(4096);
@@ -172,7 +190,7 @@ pub async fn send(
         addr,
         request,
         response,
-        stream: ExchangeStream::Tcp(stream),
+        stream,
         leftover,
     })
 }

@@ -1,6 +1,6 @@
 //! Plain HTTP/1.1 reverse proxying: the request streams to a pooled keep-alive
 //! connection of the route's default upstream (addresses tried in order on
-//! connect failure), the response streams back; hop-by-hop headers are dropped and
+//! connect failure; TLS for `tls` upstreams), the response streams back; hop-by-hop headers are dropped and
 //! forwarding headers added. Upstream down → 502, too slow → 504.
 
 use http::{Request, Response, StatusCode, Uri};
@@ -14,13 +14,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::net::TcpStream;
 
 use crate::body::{status_response, ProxyBody};
 use crate::config::UpstreamConfig;
 use crate::headers::{add_forwarding, remove_hop_by_hop};
 use crate::router::Route;
-use crate::upstream::{self, ConnectError};
+use crate::upstream::{self, ConnectError, UpstreamStream};
 
 /// Idle upstream connections kept per upstream.
 const POOL_IDLE_PER_UPSTREAM: usize = 64;
@@ -39,8 +38,8 @@ pub struct UpstreamConnector {
     upstreams: Arc<BTreeMap<String, UpstreamConfig>>,
 }
 
-/// A pooled upstream connection.
-pub struct UpstreamConn(TokioIo<TcpStream>);
+/// A pooled upstream connection (plain or TLS).
+pub struct UpstreamConn(TokioIo<UpstreamStream>);
 
 impl Connection for UpstreamConn {
     fn connected(&self) -> Connected {

@@ -3,8 +3,11 @@
 //!
 //! Map of the crate:
 //! - [`config`]: the TOML config, validated, with defaults.
-//! - [`server`]: [`Proxy::start`] loads plugins, binds listeners, accepts.
-//! - [`conn`]: one client connection (first head sniffed, then hyper).
+//! - [`server`]: [`Proxy::start`] loads plugins, binds listeners.
+//! - [`listener`]: accept loops; TLS termination; each connection to its kind's handler.
+//! - [`conn`]: one client connection, TCP or TLS (first head sniffed, then hyper).
+//! - [`passthrough`]: a TLS pass-through connection, routed by its ClientHello's SNI.
+//! - [`tls`]: certificates by SNI, TLS to upstreams, the ClientHello reader.
 //! - [`http_proxy`]: plain requests, streamed to pooled upstream connections.
 //! - [`upgrade`]: an upgrade request: plugin, invariant checks, outcome.
 //! - [`plugin`]: the wasmtime runtime and the host side of `wit/plugin.wit`.
@@ -13,7 +16,6 @@
 //! - [`tunnel`]: the byte splice after the switch.
 //! - [`relay_body`]: a relayed upstream answer's body.
 //! - [`reload`]: hot reload of plugin files and of the config (file change, SIGHUP).
-//! - [`tls`]: certificates by SNI, TLS to upstreams, the ClientHello reader.
 //! - [`router`], [`headers`], [`body`], [`rewind`]: routing and small shared pieces.
 //! - [`demo`]: the built-in echo backend and page of `upgate demo`.
 
@@ -25,6 +27,8 @@ pub mod exchange;
 pub mod headers;
 pub mod http_proxy;
 pub mod invariants;
+pub mod listener;
+pub mod passthrough;
 pub mod plugin;
 pub mod relay_body;
 pub mod reload;

@@ -235,10 +235,10 @@ impl Reloader {
             Err(e) => return refuse(e.to_string()),
         };
         let old = self.shared.snapshot();
-        if config.listeners != old.config.listeners {
+        if config.listener_shape() != old.config.listener_shape() {
             warn!(
-                running = ?old.config.listeners, configured = ?config.listeners,
-                "listener addresses changed: that needs a restart; the running listeners stay"
+                running = ?old.config.listener_shape(), configured = ?config.listener_shape(),
+                "listener addresses or kinds changed: that needs a restart; the running listeners stay"
             );
         }
         let http = if config.upstreams == old.config.upstreams {

@@ -1,6 +1,6 @@
 //! The running proxy: loads every route's plugin (checking its settings), binds
-//! the listeners, accepts connections and hands each to [`crate::conn`]. Tests
-//! and the binary both start it with [`Proxy::start`].
+//! the listeners and starts their accept loops ([`crate::listener`]). Tests and
+//! the binary both start it with [`Proxy::start`].
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -11,8 +11,9 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::config::{Config, PluginSource};
-use crate::conn::{self, HEAD_TIMEOUT};
+use crate::conn::HEAD_TIMEOUT;
 use crate::http_proxy::HttpProxy;
+use crate::listener::accept_loop;
 use crate::plugin::{LoadError, LoadedPlugin, PluginRuntime, PASSTHROUGH_WASM};
 use crate::reload::Reloader;
 use crate::router::{Route, Router};
@@ -171,15 +172,15 @@ impl Proxy {
     pub async fn start(config: Config) -> Result<Proxy, StartError> {
         let router = load_routes(&config).await?;
         let mut listeners = Vec::new();
-        for (index, addr) in config.listeners.iter().enumerate() {
-            let l = TcpListener::bind(addr)
+        for (index, lc) in config.listeners.iter().enumerate() {
+            let l = TcpListener::bind(lc.address)
                 .await
                 .map_err(|e| StartError::Bind {
                     index,
-                    addr: *addr,
+                    addr: lc.address,
                     reason: e.to_string(),
                 })?;
-            listeners.push(l);
+            listeners.push((l, lc.clone()));
         }
         let source = config.source.clone();
         let shared = Arc::new(Shared {
@@ -194,15 +195,15 @@ impl Proxy {
         let (stop, stopped) = watch::channel(false);
         let mut addrs = Vec::new();
         let mut tasks = JoinSet::new();
-        for l in listeners {
+        for (l, lc) in listeners {
             let addr = l.local_addr().map_err(|e| StartError::Bind {
                 index: addrs.len(),
-                addr: config.listeners[addrs.len()],
+                addr: lc.address,
                 reason: e.to_string(),
             })?;
-            tracing::info!(%addr, "listening");
+            tracing::info!(%addr, kind = lc.kind.name(), "listening");
             addrs.push(addr);
-            tasks.spawn(accept_loop(l, shared.clone(), stopped.clone()));
+            tasks.spawn(accept_loop(l, lc, shared.clone(), stopped.clone()));
         }
         let reloader = Reloader::start(shared.clone(), source);
         Ok(Proxy {
@@ -246,26 +247,5 @@ impl Proxy {
     pub async fn run_until(self, signal: impl std::future::Future<Output = ()>) {
         signal.await;
         self.shutdown().await;
-    }
-}
-
-async fn accept_loop(
-    listener: TcpListener,
-    shared: Arc<Shared>,
-    mut stopped: watch::Receiver<bool>,
-) {
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, client)) => {
-                    tokio::spawn(conn::serve(stream, client, shared.clone()));
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-            _ = stopped.changed() => return,
-        }
     }
 }

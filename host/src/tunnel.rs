@@ -96,6 +96,8 @@ where
         }
         activity.touch();
         to.write_all(&buf[..n]).await?;
+        // A TLS stream may keep part of a write buffered; flushing is free on TCP.
+        to.flush().await?;
         counter.fetch_add(n as u64, Ordering::Relaxed);
     }
 }
@@ -121,7 +123,11 @@ where
     let (mut up_r, mut up_w) = tokio::io::split(upstream);
     let closed_by = async {
         if !upstream_first.is_empty() {
-            if let Err(e) = client_w.write_all(upstream_first).await {
+            let written = async {
+                client_w.write_all(upstream_first).await?;
+                client_w.flush().await
+            };
+            if let Err(e) = written.await {
                 return ClosedBy::Error(format!("client write: {e}"));
             }
             down.fetch_add(upstream_first.len() as u64, Ordering::Relaxed);

@@ -1,10 +1,12 @@
 //! The configuration file: its TOML schema ([`raw`]), validation into a [`Config`]
-//! ([`validate`]), and the durations it is written with ([`duration`]).
+//! ([`validate`], listeners in [`listeners`]), and the durations it is written with
+//! ([`duration`]). TLS certificates and keys are read during validation.
 //!
 //! Loading is two steps, `parse` then `validate`, so every error names the key it
 //! comes from (`routes[1].upstream: ...`) and nothing is started from a bad file.
 
 pub mod duration;
+mod listeners;
 mod raw;
 pub mod size;
 mod validate;
@@ -12,7 +14,11 @@ mod validate;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::tls::client::UpstreamTls;
+use crate::tls::names::NameMap;
 
 /// Default idle timeout of a tunnel: an hour, not nginx's 60 s.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
@@ -69,8 +75,8 @@ pub enum ConfigError {
 pub struct Config {
     /// Where it was read from (for reload and error messages); `None` when built in code.
     pub source: Option<PathBuf>,
-    /// Addresses to accept connections on.
-    pub listeners: Vec<SocketAddr>,
+    /// Where to accept connections, and what to speak there.
+    pub listeners: Vec<ListenerConfig>,
     /// Upstreams by name.
     pub upstreams: BTreeMap<String, UpstreamConfig>,
     /// Routes, in config order (the router ranks them per request: host, then longest prefix).
@@ -84,8 +90,61 @@ pub struct UpstreamConfig {
     pub name: String,
     /// `host:port` addresses, tried in order.
     pub addresses: Vec<String>,
-    /// Time allowed to connect to one address.
+    /// Time allowed to connect to one address (and, with `tls`, to finish the handshake).
     pub connect_timeout: Duration,
+    /// TLS to the upstream (`tls`), `None` for plain TCP.
+    pub tls: Option<UpstreamTls>,
+}
+
+/// One `[[listeners]]` entry.
+#[derive(Clone, Debug)]
+pub struct ListenerConfig {
+    /// Address to bind (`address`).
+    pub address: SocketAddr,
+    /// What the listener speaks.
+    pub kind: ListenerKind,
+}
+
+/// What a listener speaks.
+#[derive(Clone, Debug)]
+pub enum ListenerKind {
+    /// HTTP/1.1 over plain TCP.
+    Http,
+    /// HTTP/1.1 over TLS terminated here (`tls`): certificates chosen by SNI.
+    Tls(Arc<rustls::ServerConfig>),
+    /// TLS passed through untouched to an upstream chosen by SNI (`passthrough`).
+    Passthrough(Arc<PassthroughConfig>),
+}
+
+impl ListenerKind {
+    /// `http`, `tls` or `passthrough`, for logs and for telling kinds apart on reload.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ListenerKind::Http => "http",
+            ListenerKind::Tls(_) => "tls",
+            ListenerKind::Passthrough(_) => "passthrough",
+        }
+    }
+}
+
+/// Where a pass-through listener sends each connection.
+#[derive(Clone, Debug)]
+pub struct PassthroughConfig {
+    /// Upstream names by server name (`names`): exact, or `*.` wildcards.
+    pub names: NameMap<String>,
+    /// Upstream for a hello with no SNI or an unlisted one (`default`); none: close.
+    pub default: Option<String>,
+    /// Close after this long without a byte either way (`idle_timeout`, default 1h).
+    pub idle_timeout: Duration,
+}
+
+impl PassthroughConfig {
+    /// The upstream name for a hello asking for `sni`.
+    pub fn upstream_for(&self, sni: Option<&str>) -> Option<&str> {
+        sni.and_then(|n| self.names.get(n))
+            .or(self.default.as_ref())
+            .map(String::as_str)
+    }
 }
 
 /// Where a route's plugin comes from.
@@ -181,6 +240,14 @@ impl Config {
     ) -> Result<Config, ConfigError> {
         let raw = raw::RawConfig::quick(listen, upstream, plugin, plugin_config);
         validate::validate(raw, "command line", Path::new("."))
+    }
+
+    /// Each listener's address and kind: what a reload cannot change.
+    pub fn listener_shape(&self) -> Vec<(SocketAddr, &'static str)> {
+        self.listeners
+            .iter()
+            .map(|l| (l.address, l.kind.name()))
+            .collect()
     }
 
     /// The route named `name`, if any.

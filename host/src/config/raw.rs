@@ -24,20 +24,97 @@ pub struct RawConfig {
     pub routes: Vec<RawRoute>,
 }
 
-/// `[[listeners]]`: `address = "127.0.0.1:8080"`.
+/// `[[listeners]]`: `address = "127.0.0.1:8080"`, and `tls` or `passthrough`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawListener {
     pub address: String,
+    pub tls: Option<RawListenerTls>,
+    pub passthrough: Option<RawPassthrough>,
 }
 
-/// `[upstreams.NAME]`: `addresses = ["127.0.0.1:9000"]`, `connect_timeout = "5s"`.
+/// `[listeners.tls]`: `certs = [{ cert = "a.pem", key = "a.key", names = ["a.example"] }]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListenerTls {
+    pub certs: Vec<RawCert>,
+}
+
+/// One of `[listeners.tls] certs`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCert {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    #[serde(default)]
+    pub names: Vec<String>,
+}
+
+/// `[listeners.passthrough]`: `names = { "a.example" = "up-a" }`, `default`, `idle_timeout`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPassthrough {
+    #[serde(default)]
+    pub names: BTreeMap<String, String>,
+    pub default: Option<String>,
+    #[serde(default, with = "duration::serde_opt")]
+    pub idle_timeout: Option<Duration>,
+}
+
+/// `[upstreams.NAME]`: `addresses = ["127.0.0.1:9000"]`, `connect_timeout = "5s"`, `tls`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawUpstream {
     pub addresses: Vec<String>,
     #[serde(default, with = "duration::serde_opt")]
     pub connect_timeout: Option<Duration>,
+    pub tls: Option<RawUpstreamTls>,
+}
+
+/// An upstream's `tls`: `true`, `false`, or a table of settings.
+#[derive(Debug)]
+pub enum RawUpstreamTls {
+    /// `tls = false`.
+    Off,
+    /// `tls = true` (all defaults) or `tls = { ... }`.
+    On(RawTlsTable),
+}
+
+/// `tls = { server_name = "...", ca = "ca.pem", client_cert = "...", client_key = "..." }`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTlsTable {
+    pub server_name: Option<String>,
+    pub ca: Option<PathBuf>,
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+}
+
+impl<'de> Deserialize<'de> for RawUpstreamTls {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = RawUpstreamTls;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("`true`, `false` or a table")
+            }
+            fn visit_bool<E: serde::de::Error>(self, on: bool) -> Result<Self::Value, E> {
+                Ok(if on {
+                    RawUpstreamTls::On(RawTlsTable::default())
+                } else {
+                    RawUpstreamTls::Off
+                })
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let d = serde::de::value::MapAccessDeserializer::new(map);
+                RawTlsTable::deserialize(d).map(RawUpstreamTls::On)
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 /// `[[routes]]`; see [`super::RouteConfig`] for what each key means.
@@ -83,11 +160,14 @@ impl RawConfig {
             RawUpstream {
                 addresses: vec![upstream.to_string()],
                 connect_timeout: None,
+                tls: None,
             },
         );
         RawConfig {
             listeners: vec![RawListener {
                 address: listen.to_string(),
+                tls: None,
+                passthrough: None,
             }],
             upstreams,
             routes: vec![RawRoute {

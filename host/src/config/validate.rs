@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 
-use super::raw::{RawConfig, RawRoute, RawUpstream};
+use super::raw::{RawConfig, RawRoute, RawUpstream, RawUpstreamTls};
 use super::{
     Config, ConfigError, FailurePolicy, PluginLimits, PluginSource, RouteConfig, UpstreamConfig,
     DEFAULT_BUFFER_SIZE, DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_PLUGIN_DEADLINE,
@@ -13,15 +13,17 @@ use super::{
     DEFAULT_RESPONSE_TIMEOUT, MAX_PLUGIN_MEMORY,
 };
 
+use crate::tls::client::{ClientFiles, UpstreamTls};
+
 /// Smallest and largest accepted `buffer_size`.
 const BUFFER_RANGE: (usize, usize) = (1024, 16 * 1024 * 1024);
 
-struct Checker<'a> {
+pub(super) struct Checker<'a> {
     file: &'a str,
 }
 
 impl Checker<'_> {
-    fn err(&self, key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    pub(super) fn err(&self, key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
         ConfigError::Invalid {
             file: self.file.to_string(),
             key: key.into(),
@@ -32,36 +34,16 @@ impl Checker<'_> {
 
 pub fn validate(raw: RawConfig, file: &str, base: &Path) -> Result<Config, ConfigError> {
     let c = Checker { file };
-    if raw.listeners.is_empty() {
-        return Err(c.err(
-            "listeners",
-            "at least one `[[listeners]]` with an `address` is needed",
-        ));
-    }
-    let mut listeners = Vec::new();
-    for (i, l) in raw.listeners.iter().enumerate() {
-        let addr: SocketAddr = l.address.parse().map_err(|_| {
-            c.err(
-                format!("listeners[{i}].address"),
-                format!("`{}` is not an ip:port address", l.address),
-            )
-        })?;
-        if listeners.contains(&addr) {
-            return Err(c.err(
-                format!("listeners[{i}].address"),
-                format!("`{addr}` is listed twice"),
-            ));
-        }
-        listeners.push(addr);
-    }
-
     let mut upstreams = BTreeMap::new();
     for (name, u) in raw.upstreams {
-        let up = upstream(&c, &name, u)?;
+        let up = upstream(&c, &name, u, base)?;
         upstreams.insert(name, up);
     }
-
-    if raw.routes.is_empty() {
+    let listeners = super::listeners::listeners(&c, raw.listeners, &upstreams, base)?;
+    let serves_http = listeners
+        .iter()
+        .any(|l| !matches!(l.kind, super::ListenerKind::Passthrough(_)));
+    if raw.routes.is_empty() && serves_http {
         return Err(c.err("routes", "at least one `[[routes]]` is needed"));
     }
     let mut routes: Vec<RouteConfig> = Vec::new();
@@ -83,7 +65,12 @@ pub fn validate(raw: RawConfig, file: &str, base: &Path) -> Result<Config, Confi
     })
 }
 
-fn upstream(c: &Checker, name: &str, u: RawUpstream) -> Result<UpstreamConfig, ConfigError> {
+fn upstream(
+    c: &Checker,
+    name: &str,
+    u: RawUpstream,
+    base: &Path,
+) -> Result<UpstreamConfig, ConfigError> {
     let name_ok = !name.is_empty()
         && name
             .bytes()
@@ -109,10 +96,29 @@ fn upstream(c: &Checker, name: &str, u: RawUpstream) -> Result<UpstreamConfig, C
     for (i, a) in u.addresses.iter().enumerate() {
         check_host_port(a).map_err(|why| c.err(format!("upstreams.{name}.addresses[{i}]"), why))?;
     }
+    let tls = match u.tls {
+        None | Some(RawUpstreamTls::Off) => None,
+        Some(RawUpstreamTls::On(t)) => {
+            let files = ClientFiles {
+                server_name: t.server_name,
+                ca: t.ca.map(|p| base.join(p)),
+                client_cert: t.client_cert.map(|p| base.join(p)),
+                client_key: t.client_key.map(|p| base.join(p)),
+            };
+            let tls = UpstreamTls::load(&files)
+                .map_err(|e| c.err(format!("upstreams.{name}.tls.{}", e.key), e.reason))?;
+            for (i, a) in u.addresses.iter().enumerate() {
+                tls.name_for(a)
+                    .map_err(|why| c.err(format!("upstreams.{name}.addresses[{i}]"), why))?;
+            }
+            Some(tls)
+        }
+    };
     Ok(UpstreamConfig {
         name: name.to_string(),
         addresses: u.addresses,
         connect_timeout: u.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
+        tls,
     })
 }
 
