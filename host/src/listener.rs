@@ -20,19 +20,36 @@ use crate::plugin::PeerInfo;
 use crate::server::Shared;
 use crate::{conn, passthrough};
 
-/// Accepts on `listener` (configured as `config`) until `stopped` changes.
+/// A listener as started: its place in the config, and its settings then.
+struct Started {
+    /// Index in `[[listeners]]`.
+    index: usize,
+    /// The bound address (the port resolved when the config said 0), for logs.
+    bound: SocketAddr,
+    /// Its settings at start.
+    config: ListenerConfig,
+}
+
+/// Accepts on `listener` (`[[listeners]]` entry `index`, configured as
+/// `config`) until `stopped` changes.
 pub async fn accept_loop(
     listener: TcpListener,
+    index: usize,
     config: ListenerConfig,
     shared: Arc<Shared>,
     mut stopped: watch::Receiver<bool>,
 ) {
-    let config = Arc::new(config);
+    let bound = listener.local_addr().unwrap_or(config.address);
+    let started = Arc::new(Started {
+        index,
+        bound,
+        config,
+    });
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, client)) => {
-                    tokio::spawn(handle(stream, client, config.clone(), shared.clone()));
+                    tokio::spawn(handle(stream, client, started.clone(), shared.clone()));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
@@ -44,27 +61,24 @@ pub async fn accept_loop(
     }
 }
 
-/// The listener's settings now: the current snapshot's for the same address
-/// and kind, else those it started with.
-fn current_kind(shared: &Shared, started: &ListenerConfig) -> ListenerKind {
+/// The listener's settings now: the current snapshot's entry at the same
+/// index if it has the same address and kind, else those it started with.
+fn current_kind(shared: &Shared, started: &Started) -> ListenerKind {
+    let was = &started.config;
     let snapshot = shared.snapshot();
     snapshot
         .config
         .listeners
-        .iter()
-        .find(|l| l.address == started.address && l.kind.name() == started.kind.name())
-        .map_or_else(|| started.kind.clone(), |l| l.kind.clone())
+        .get(started.index)
+        .filter(|l| l.address == was.address && l.kind.name() == was.kind.name())
+        .map_or_else(|| was.kind.clone(), |l| l.kind.clone())
 }
 
-async fn handle(
-    tcp: TcpStream,
-    client: SocketAddr,
-    listener: Arc<ListenerConfig>,
-    shared: Arc<Shared>,
-) {
+async fn handle(tcp: TcpStream, client: SocketAddr, started: Arc<Started>, shared: Arc<Shared>) {
     let accepted = Instant::now();
     let _ = tcp.set_nodelay(true);
-    match current_kind(&shared, &listener) {
+    let listener = started.bound;
+    match current_kind(&shared, &started) {
         ListenerKind::Http => {
             let peer = PeerInfo {
                 client_addr: client,
@@ -79,12 +93,12 @@ async fn handle(
             {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
-                    tracing::info!(%client, listener = %listener.address, error = %e, "TLS handshake failed");
+                    tracing::info!(%client, %listener, error = %e, "TLS handshake failed");
                     return;
                 }
                 Err(_) => {
                     let ms = shared.head_timeout.as_millis() as u64;
-                    tracing::info!(%client, listener = %listener.address, timeout_ms = ms, "TLS handshake timeout");
+                    tracing::info!(%client, %listener, timeout_ms = ms, "TLS handshake timeout");
                     return;
                 }
             };
@@ -96,7 +110,7 @@ async fn handle(
             conn::serve(tls, peer, accepted, shared).await;
         }
         ListenerKind::Passthrough(config) => {
-            passthrough::serve(tcp, client, listener.address, config, shared).await;
+            passthrough::serve(tcp, client, listener, config, shared).await;
         }
     }
 }

@@ -203,7 +203,8 @@ impl Proxy {
             })?;
             tracing::info!(%addr, kind = lc.kind.name(), "listening");
             addrs.push(addr);
-            tasks.spawn(accept_loop(l, lc, shared.clone(), stopped.clone()));
+            let index = addrs.len() - 1;
+            tasks.spawn(accept_loop(l, index, lc, shared.clone(), stopped.clone()));
         }
         let reloader = Reloader::start(shared.clone(), source);
         Ok(Proxy {

@@ -1,4 +1,4 @@
-//! A plain-HTTP test origin on hyper. It records every request (see
+//! A plain-HTTP test origin on hyper, over TCP or TLS. It records every request (see
 //! [`crate::server::Seen`]) and answers by path:
 //! - `/echo`: 200, the request body streamed back as it arrives (chunked);
 //! - `/hop`: 200 with hop-by-hop headers of its own (`Connection: X-Resp-Secret`,
@@ -15,7 +15,6 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
 use std::sync::Arc;
-use tokio::net::TcpStream;
 
 use crate::server::{Record, Seen, Server};
 
@@ -26,7 +25,24 @@ pub async fn http() -> Server {
     Server::spawn(serve).await
 }
 
-async fn serve(stream: TcpStream, rec: Arc<Record>, conn: usize) {
+/// Starts the origin behind TLS terminated with `config` (see [`crate::tls`]).
+pub async fn https(config: Arc<rustls::ServerConfig>) -> Server {
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    Server::spawn(move |stream, rec, conn| {
+        let acceptor = acceptor.clone();
+        async move {
+            if let Ok(tls) = acceptor.accept(stream).await {
+                serve(tls, rec, conn).await;
+            }
+        }
+    })
+    .await
+}
+
+async fn serve<S>(stream: S, rec: Arc<Record>, conn: usize)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let service = service_fn(move |req: Request<Incoming>| {
         let rec = rec.clone();
         async move { Ok::<_, Infallible>(answer(&rec, conn, req)) }

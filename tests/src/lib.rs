@@ -13,6 +13,7 @@
 //! - [`raw`]: a byte-level client (exact heads, chunked bodies, frames).
 //! - [`frame`]: WebSocket frames, encoded and parsed by hand.
 //! - [`python`]: the Python `websockets` peers of the permessage-deflate test.
+//! - [`tls`]: a throwaway CA (rcgen), certificate files, TLS clients and wss.
 //!
 //! ```no_run
 //! # async fn demo() {
@@ -34,6 +35,7 @@ pub mod proxy;
 pub mod python;
 pub mod raw;
 pub mod server;
+pub mod tls;
 pub mod ws;
 
 use std::future::Future;

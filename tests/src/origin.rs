@@ -1,13 +1,13 @@
-//! Test origins on raw TCP: a WebSocket echo server built on tokio-tungstenite,
-//! a scripted server that answers every head with fixed bytes, a silent one, and
-//! an address nobody listens on. Each records the raw request heads it received
+//! Test origins on raw TCP: a WebSocket echo server built on tokio-tungstenite
+//! (also behind TLS), a scripted server that answers every head with fixed
+//! bytes, a silent one, and an address nobody listens on. Each records the raw request heads it received
 //! (so tests can assert exact header spellings), see [`crate::server`].
 
 use bytes::BytesMut;
 use futures_util::{SinkExt, StreamExt};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -28,7 +28,26 @@ pub async fn ws_echo() -> Server {
     Server::spawn(echo_conn).await
 }
 
-async fn echo_conn(mut stream: TcpStream, rec: Arc<Record>, conn: usize) {
+/// [`ws_echo`] behind TLS terminated with `config` (see [`crate::tls`]). A
+/// failed handshake is recorded as a closed connection with no head.
+pub async fn wss_echo(config: Arc<rustls::ServerConfig>) -> Server {
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    Server::spawn(move |stream, rec, conn| {
+        let acceptor = acceptor.clone();
+        async move {
+            match acceptor.accept(stream).await {
+                Ok(tls) => echo_conn(tls, rec, conn).await,
+                Err(_) => rec.update(conn, |c| c.closed = true),
+            }
+        }
+    })
+    .await
+}
+
+async fn echo_conn<S>(mut stream: S, rec: Arc<Record>, conn: usize)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let mut buf = BytesMut::with_capacity(4096);
     let Some(len) = read_head(&mut stream, &mut buf).await else {
         rec.update(conn, |c| c.closed = true);

@@ -103,16 +103,21 @@ pub fn config_text(routes: &[Route]) -> String {
 
 /// A running upgate.
 pub struct Running {
-    /// The first listener's address.
-    addr: SocketAddr,
+    /// Every listener's address, in config order.
+    addrs: Vec<SocketAddr>,
     /// The proxy; `None` once shut down.
     proxy: Option<upgate::Proxy>,
 }
 
 impl Running {
-    /// Where clients connect.
+    /// Where clients connect (the first listener).
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.addrs[0]
+    }
+
+    /// Listener `i`'s address (config order).
+    pub fn listener(&self, i: usize) -> SocketAddr {
+        self.addrs[i]
     }
 
     /// Stops accepting (bounded).
@@ -149,7 +154,7 @@ pub async fn try_start(text: &str) -> Result<Running, String> {
     .await
     .map_err(|e| e.to_string())?;
     Ok(Running {
-        addr: proxy.local_addrs()[0],
+        addrs: proxy.local_addrs().to_vec(),
         proxy: Some(proxy),
     })
 }

@@ -1,8 +1,10 @@
 //! A WebSocket client through the proxy: tokio-tungstenite's `client_async`
-//! over a plain `TcpStream`, with bounded sends and receives.
+//! over a plain `TcpStream` (over TLS: [`crate::tls::wss_connect`]), with
+//! bounded sends and receives on either.
 
 use futures_util::{SinkExt, StreamExt};
 use std::net::SocketAddr;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::handshake::client::Response;
@@ -39,12 +41,12 @@ pub async fn connect(addr: SocketAddr, path: &str) -> Ws {
 }
 
 /// Sends `msg` (bounded).
-pub async fn send(ws: &mut Ws, msg: Message) {
+pub async fn send<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocketStream<S>, msg: Message) {
     within("ws send", ws.send(msg)).await.unwrap();
 }
 
 /// The next message (bounded); panics if the stream ends or fails.
-pub async fn recv(ws: &mut Ws) -> Message {
+pub async fn recv<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocketStream<S>) -> Message {
     match within("ws receive", ws.next()).await {
         Some(Ok(m)) => m,
         Some(Err(e)) => panic!("WebSocket receive failed: {e}"),
@@ -53,7 +55,10 @@ pub async fn recv(ws: &mut Ws) -> Message {
 }
 
 /// Sends `text` and expects it echoed.
-pub async fn round_trip(ws: &mut Ws, text: &str) {
+pub async fn round_trip<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocketStream<S>,
+    text: &str,
+) {
     send(ws, Message::text(text)).await;
     match recv(ws).await {
         Message::Text(t) => assert_eq!(t.as_str(), text),

@@ -36,7 +36,7 @@ pub(super) fn listeners(
                 format!("`{}` is not an ip:port address", l.address),
             )
         })?;
-        if out.iter().any(|o| o.address == address) {
+        if address.port() != 0 && out.iter().any(|o| o.address == address) {
             return Err(c.err(
                 format!("listeners[{i}].address"),
                 format!("`{address}` is listed twice"),

@@ -16,6 +16,8 @@
 //! - `recurse`: unbounded recursion.
 //! - `bad-key`: sends the client's key, but tunnels with a client head whose
 //!   `Sec-WebSocket-Accept` is forged (`AAAAAAAAAAAAAAAAAAAAAAAAAAA=`).
+//! - `peer`: pass through, with `X-Probe-Scheme` and `X-Probe-Sni` (the
+//!   peer's `scheme` and `tls-server-name`, `-` for none) added upstream.
 //! - `fail-load`: `on_load` fails with `load refused`.
 //!
 //! Any other mode fails `on_load` with `unknown mode`.
@@ -28,7 +30,7 @@ use upgate_sdk::{config, export_plugin, passthrough, upstream};
 use upgate_sdk::{Outcome, Peer, Plugin, RequestHead, Response, Tunnel};
 
 /// The modes `mode` may name (besides `fail-load`).
-const MODES: [&str; 11] = [
+const MODES: [&str; 12] = [
     "passthrough",
     "reject",
     "rewrite",
@@ -40,6 +42,7 @@ const MODES: [&str; 11] = [
     "alloc",
     "recurse",
     "bad-key",
+    "peer",
 ];
 
 /// The forged accept value of `bad-key`.
@@ -108,6 +111,16 @@ impl Plugin for Probe {
                 up.append_header("connection", "UPGRADE");
                 up.set_header("X-Probe-Header", "Exact-Case");
                 up.set_header("x-lower-case", "1");
+                return outcome_of(upstream::send(upstream::DEFAULT, &up));
+            }
+            "peer" => {
+                let sni = peer
+                    .tls_server_name
+                    .clone()
+                    .unwrap_or_else(|| "-".to_owned());
+                let mut up = into_forward_request(&peer, req);
+                up.set_header("X-Probe-Scheme", peer.scheme.as_str());
+                up.set_header("X-Probe-Sni", sni.as_str());
                 return outcome_of(upstream::send(upstream::DEFAULT, &up));
             }
             "trap" => panic!("probe: trap requested"),
