@@ -11,7 +11,6 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -22,13 +21,10 @@ use crate::rewind::Rewind;
 use crate::server::Shared;
 use crate::wire::{self, Header, RequestHead};
 
-/// Time a client has to send a complete request head.
-pub const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// Serves one accepted connection until it closes.
 pub async fn serve(mut stream: TcpStream, client: SocketAddr, shared: Arc<Shared>) {
     let _ = stream.set_nodelay(true);
-    let head_timeout = shared.head_timeout;
+    let head_timeout = shared.snapshot().config.request_head_timeout;
     let mut buf = BytesMut::with_capacity(4096);
     let first = match tokio::time::timeout(head_timeout, sniff_head(&mut stream, &mut buf)).await {
         Err(_) => {
@@ -142,5 +138,5 @@ async fn dispatch(
         scheme: "http",
         tls_server_name: None,
     };
-    crate::upgrade::handle(route, peer, req, head).await
+    crate::upgrade::handle(route, peer, req, head, &shared.tunnels).await
 }

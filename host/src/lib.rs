@@ -10,7 +10,8 @@
 //! - [`plugin`]: the wasmtime runtime and the host side of `wit/plugin.wit`.
 //! - [`exchange`], [`upstream`], [`wire`]: the plugin's upstream exchanges on raw connections.
 //! - [`invariants`]: what must hold before a 101 becomes a tunnel.
-//! - [`tunnel`]: the byte splice after the switch.
+//! - [`ws_tunnel`], [`ws_frame`]: the WebSocket tunnel, following frames (keepalive, drain).
+//! - [`tunnel`]: the byte splice for other protocols; [`tunnels`]: the open tunnels, for drain.
 //! - [`relay_body`]: a relayed upstream answer's body.
 //! - [`reload`]: hot reload of plugin files and of the config (file change, SIGHUP).
 //! - [`router`], [`headers`], [`body`], [`rewind`]: routing and small shared pieces.
@@ -31,9 +32,12 @@ pub mod rewind;
 pub mod router;
 pub mod server;
 pub mod tunnel;
+pub mod tunnels;
 pub mod upgrade;
 pub mod upstream;
 pub mod wire;
+pub mod ws_frame;
+pub mod ws_tunnel;
 
 pub use config::Config;
 pub use server::{Proxy, StartError};

@@ -1,4 +1,5 @@
-//! The tunnel after a `101 Switching Protocols`: bytes spliced both ways with a
+//! The plain tunnel after a `101 Switching Protocols` to a protocol other than
+//! WebSocket (WebSocket tunnels follow frames: [`crate::ws_tunnel`]): bytes spliced both ways with a
 //! fixed buffer per direction, half-close passed on, and the tunnel closed on
 //! error, when both directions end, after `FIN_TIMEOUT` in half-closed state, or
 //! after the route's idle timeout without a byte either way.
@@ -6,6 +7,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::tunnels::Ticket;
 
 /// How long one direction may stay open after the other has finished.
 pub const FIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -21,6 +24,12 @@ pub enum ClosedBy {
     IdleTimeout,
     /// One side stayed open too long after the other closed.
     FinTimeout,
+    /// The tunnel reached its maximum lifetime.
+    Lifetime,
+    /// The proxy is draining (shutdown, or its route was removed).
+    Drain,
+    /// A side did not answer upgate's keepalive ping in time (which side).
+    KeepaliveTimeout(&'static str),
     /// A read or write failed.
     Error(String),
 }
@@ -32,6 +41,9 @@ impl std::fmt::Display for ClosedBy {
             ClosedBy::Upstream => f.write_str("upstream"),
             ClosedBy::IdleTimeout => f.write_str("idle-timeout"),
             ClosedBy::FinTimeout => f.write_str("fin-timeout"),
+            ClosedBy::Lifetime => f.write_str("lifetime"),
+            ClosedBy::Drain => f.write_str("drain"),
+            ClosedBy::KeepaliveTimeout(side) => write!(f, "keepalive-timeout ({side} silent)"),
             ClosedBy::Error(e) => write!(f, "error: {e}"),
         }
     }
@@ -57,6 +69,8 @@ pub struct TunnelLimits {
     pub idle_timeout: Duration,
     /// Size of each direction's buffer.
     pub buffer_size: usize,
+    /// Close after this long whatever the traffic (`None`: no limit).
+    pub max_lifetime: Option<Duration>,
 }
 
 struct Activity {
@@ -107,6 +121,7 @@ pub async fn run<C, U>(
     upstream: U,
     upstream_first: &[u8],
     limits: TunnelLimits,
+    mut ticket: Ticket,
 ) -> TunnelStats
 where
     C: AsyncRead + AsyncWrite + Unpin,
@@ -142,6 +157,13 @@ where
         let mut first: Option<ClosedBy> = None;
         let mut fin_deadline: Option<tokio::time::Instant> = None;
         let (mut c2u_done, mut u2c_done) = (false, false);
+        let lifetime = async {
+            match limits.max_lifetime {
+                Some(l) => tokio::time::sleep(l).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(lifetime);
         loop {
             let fin = async {
                 match fin_deadline {
@@ -167,6 +189,8 @@ where
                     continue;
                 }
                 _ = fin => return ClosedBy::FinTimeout,
+                _ = &mut lifetime => return ClosedBy::Lifetime,
+                _ = ticket.going_away() => return ClosedBy::Drain,
             }
             if c2u_done && u2c_done {
                 return first.unwrap_or(ClosedBy::Client);

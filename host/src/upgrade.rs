@@ -19,7 +19,9 @@ use crate::plugin::{CallFailure, Decision, LoadedPlugin, PeerInfo, PluginRuntime
 use crate::relay_body::{framing, relay_body, Framing};
 use crate::router::Route;
 use crate::tunnel::{self, TunnelLimits};
+use crate::tunnels::Tunnels;
 use crate::wire::{self, RequestHead, ResponseHead};
+use crate::ws_tunnel;
 
 /// Handles an upgrade request on `route`. `head` is the request as the client
 /// spelled it (names exact when the host read it off the wire, else lower case).
@@ -28,6 +30,7 @@ pub async fn handle(
     peer: PeerInfo,
     mut req: Request<Incoming>,
     head: RequestHead,
+    tunnels: &Arc<Tunnels>,
 ) -> Response<ProxyBody> {
     let started = Instant::now();
     let offered = offered_protocols(req.headers());
@@ -107,8 +110,11 @@ pub async fn handle(
             let limits = TunnelLimits {
                 idle_timeout: route.config.idle_timeout,
                 buffer_size: route.config.buffer_size,
+                max_lifetime: route.config.max_lifetime,
             };
+            let keepalive = route.config.keepalive.map(|k| (k.interval, k.timeout));
             let (route_name, client) = (route.config.name.clone(), peer.client_addr);
+            let ticket = tunnels.open(&route_name);
             tokio::spawn(async move {
                 let upgraded = match on_upgrade.await {
                     Ok(u) => u,
@@ -123,7 +129,12 @@ pub async fn handle(
                     upstream,
                     ..
                 } = exchange;
-                let stats = tunnel::run(TokioIo::new(upgraded), stream, &leftover, limits).await;
+                let client_io = TokioIo::new(upgraded);
+                let stats = if proto == "websocket" {
+                    ws_tunnel::run(client_io, stream, &leftover, limits, keepalive, ticket).await
+                } else {
+                    tunnel::run(client_io, stream, &leftover, limits, ticket).await
+                };
                 info!(
                     route = %route_name, %client, upstream = %upstream,
                     duration_ms = stats.duration.as_millis() as u64,
