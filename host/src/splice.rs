@@ -1,16 +1,18 @@
-//! The frame-aware tunnel for WebSocket: bytes are forwarded exactly as they
+//! The tunnel loop. For WebSocket, bytes are forwarded exactly as they
 //! arrive, but the host follows frame boundaries both ways ([`crate::ws_frame`])
 //! so that it can, between frames, ping a side that has gone quiet (masked
 //! toward the upstream, unmasked toward the client), swallow the pongs that
 //! answer it, close with 1001 toward the live side when a pong does not come
 //! back, and send 1001 "going away" to both sides on drain or at the end of the
 //! tunnel's lifetime. Application pings, fragmented messages and compressed
-//! frames pass through untouched.
+//! frames pass through untouched. Tunnels of other protocols run the same loop
+//! with frame tracking off: a plain splice, closed without a close frame.
 
 use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::time::Instant;
+
+use crate::tunnel_io::{End, Reader, Writer};
 
 use crate::tunnel::{ClosedBy, TunnelLimits, TunnelStats, FIN_TIMEOUT};
 use crate::tunnels::Ticket;
@@ -65,27 +67,17 @@ impl Live {
     }
 }
 
-struct Halves<C, U> {
-    client_r: ReadHalf<C>,
-    client_w: WriteHalf<C>,
-    up_r: ReadHalf<U>,
-    up_w: WriteHalf<U>,
-}
+/// The write sides, by [`Side::idx`].
+struct Writers([Writer; 2]);
 
-impl<C: AsyncRead + AsyncWrite, U: AsyncRead + AsyncWrite> Halves<C, U> {
+impl Writers {
     /// Writes `bytes` to `side`.
     async fn write(&mut self, side: Side, bytes: &[u8]) -> std::io::Result<()> {
-        match side {
-            Side::Client => self.client_w.write_all(bytes).await,
-            Side::Upstream => self.up_w.write_all(bytes).await,
-        }
+        self.0[side.idx()].write_all(bytes).await
     }
 
     async fn shutdown(&mut self, side: Side) {
-        let _ = match side {
-            Side::Client => self.client_w.shutdown().await,
-            Side::Upstream => self.up_w.shutdown().await,
-        };
+        self.0[side.idx()].shutdown().await;
     }
 }
 
@@ -95,28 +87,33 @@ fn frame_to(to: Side, live: &mut Live, build: impl FnOnce(Option<[u8; 4]>) -> Ve
     build(mask)
 }
 
-/// Runs a WebSocket tunnel. `keepalive` is `(interval, pong timeout)`.
-pub async fn run<C, U>(
-    client: C,
-    upstream: U,
+/// How a tunnel treats its bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct Mode {
+    /// Follow WebSocket frames (keepalive, close frames); `false`: plain splice.
+    pub frames: bool,
+    /// Proxy keepalive `(interval, pong timeout)`; only with `frames`.
+    pub keepalive: Option<(Duration, Duration)>,
+}
+
+/// Runs a tunnel between `client` and `upstream`. `client_first` holds bytes the
+/// client sent past its request head, `upstream_first` bytes the upstream sent
+/// past its 101: each is delivered before anything else from that side.
+pub async fn run(
+    client: End,
+    upstream: End,
+    client_first: &[u8],
     upstream_first: &[u8],
     limits: TunnelLimits,
-    keepalive: Option<(Duration, Duration)>,
+    mode: Mode,
     mut ticket: Ticket,
-) -> TunnelStats
-where
-    C: AsyncRead + AsyncWrite,
-    U: AsyncRead + AsyncWrite,
-{
+) -> TunnelStats {
     let start = Instant::now();
-    let (client_r, client_w) = tokio::io::split(client);
-    let (up_r, up_w) = tokio::io::split(upstream);
-    let mut io = Halves {
-        client_r,
-        client_w,
-        up_r,
-        up_w,
-    };
+    let keepalive = if mode.frames { mode.keepalive } else { None };
+    let (client_r, client_w) = client.split();
+    let (up_r, up_w) = upstream.split();
+    let mut readers: [Reader; 2] = [client_r, up_r];
+    let mut io = Writers([client_w, up_w]);
     let mut dirs = [Dir::default(), Dir::default()];
     let mut live = Live {
         last_rx: [start; 2],
@@ -128,26 +125,32 @@ where
             .finish(),
     };
     let mut bytes = [0u64; 2];
-    let mut bufs = [vec![0u8; limits.buffer_size], vec![0u8; limits.buffer_size]];
+    if !mode.frames {
+        // No close frames in a plain splice: drain and timeouts just close.
+        for d in &mut dirs {
+            d.closed_sent = true;
+        }
+    }
     let mut last_activity = start;
     let mut first_closer: Option<Side> = None;
     let mut going_away: Option<(Instant, &'static str)> = None;
     let mut fin_deadline: Option<Instant> = None;
 
     let closed_by = 'tunnel: {
-        if !upstream_first.is_empty() {
-            if let Err(e) = forward(
-                &mut io,
-                &mut dirs[1],
-                &mut live,
-                Side::Upstream,
-                upstream_first,
-            )
-            .await
-            {
-                break 'tunnel ClosedBy::Error(format!("client write: {e}"));
+        for (side, first) in [
+            (Side::Upstream, upstream_first),
+            (Side::Client, client_first),
+        ] {
+            if first.is_empty() {
+                continue;
             }
-            bytes[1] += upstream_first.len() as u64;
+            let i = side.idx();
+            if let Err(e) =
+                forward(&mut io, &mut dirs[i], &mut live, side, first, mode.frames).await
+            {
+                break 'tunnel ClosedBy::Error(format!("write to {:?}: {e}", side.other()));
+            }
+            bytes[i] += first.len() as u64;
         }
         loop {
             let now = Instant::now();
@@ -227,10 +230,10 @@ where
                 going_away.is_some(),
                 fin_deadline,
             );
-            let [cbuf, ubuf] = &mut bufs;
+            let [client_r, up_r] = &mut readers;
             let (side, read) = tokio::select! {
-                r = io.client_r.read(cbuf), if !dirs[0].eof => (Side::Client, r),
-                r = io.up_r.read(ubuf), if !dirs[1].eof => (Side::Upstream, r),
+                r = client_r.read(limits.buffer_size), if !dirs[0].eof => (Side::Client, r),
+                r = up_r.read(limits.buffer_size), if !dirs[1].eof => (Side::Upstream, r),
                 _ = tokio::time::sleep_until(wake) => continue,
                 _ = ticket.going_away(), if going_away.is_none() => {
                     going_away = Some((Instant::now(), "drain"));
@@ -240,7 +243,7 @@ where
             let i = side.idx();
             match read {
                 Err(e) => break 'tunnel ClosedBy::Error(format!("{side:?} read: {e}")),
-                Ok(0) => {
+                Ok(chunk) if chunk.bytes().is_empty() => {
                     dirs[i].eof = true;
                     io.shutdown(side.other()).await;
                     first_closer.get_or_insert(side);
@@ -253,13 +256,20 @@ where
                     }
                     fin_deadline.get_or_insert(Instant::now() + FIN_TIMEOUT);
                 }
-                Ok(n) => {
+                Ok(chunk) => {
                     let now = Instant::now();
                     live.last_rx[i] = now;
                     last_activity = now;
-                    bytes[i] += n as u64;
-                    if let Err(e) =
-                        forward(&mut io, &mut dirs[i], &mut live, side, &bufs[i][..n]).await
+                    bytes[i] += chunk.bytes().len() as u64;
+                    if let Err(e) = forward(
+                        &mut io,
+                        &mut dirs[i],
+                        &mut live,
+                        side,
+                        chunk.bytes(),
+                        mode.frames,
+                    )
+                    .await
                     {
                         break 'tunnel ClosedBy::Error(format!("write to {:?}: {e}", side.other()));
                     }
@@ -276,11 +286,7 @@ where
 }
 
 /// Sends every wanted ping whose stream is between frames.
-async fn send_due_pings<C: AsyncRead + AsyncWrite, U: AsyncRead + AsyncWrite>(
-    io: &mut Halves<C, U>,
-    dirs: &[Dir; 2],
-    live: &mut Live,
-) -> std::io::Result<()> {
+async fn send_due_pings(io: &mut Writers, dirs: &[Dir; 2], live: &mut Live) -> std::io::Result<()> {
     for side in [Side::Client, Side::Upstream] {
         let i = side.idx();
         if live.want_ping[i] && dirs[side.other().idx()].tracker.at_boundary() {
@@ -298,14 +304,18 @@ async fn send_due_pings<C: AsyncRead + AsyncWrite, U: AsyncRead + AsyncWrite>(
 /// Forwards `chunk`, read from `from`, to the other side: data as it comes,
 /// control frames whole, the pong answering upgate's own ping swallowed, and a
 /// wanted ping injected at the first frame boundary.
-async fn forward<C: AsyncRead + AsyncWrite, U: AsyncRead + AsyncWrite>(
-    io: &mut Halves<C, U>,
+async fn forward(
+    io: &mut Writers,
     dir: &mut Dir,
     live: &mut Live,
     from: Side,
     chunk: &[u8],
+    frames: bool,
 ) -> std::io::Result<()> {
     let to = from.other();
+    if !frames {
+        return io.write(to, chunk).await;
+    }
     let mut rest = chunk;
     let mut pass_start = 0usize;
     let mut pos = 0usize;
