@@ -11,7 +11,6 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
@@ -22,10 +21,6 @@ use crate::rewind::Rewind;
 use crate::server::Shared;
 use crate::wire::{self, Header, RequestHead};
 
-/// Time a client has to send a complete request head (a TLS client: to finish
-/// the handshake and send it).
-pub const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// Serves one accepted connection until it closes. `peer` says who the client
 /// is and whether it came over TLS; `accepted` is when, for the head timeout.
 pub async fn serve<S>(mut stream: S, peer: PeerInfo, accepted: Instant, shared: Arc<Shared>)
@@ -33,7 +28,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let client = peer.client_addr;
-    let head_timeout = shared.head_timeout;
+    let head_timeout = shared.snapshot().config.request_head_timeout;
     let mut buf = BytesMut::with_capacity(4096);
     let sniffed =
         tokio::time::timeout_at(accepted + head_timeout, sniff_head(&mut stream, &mut buf));
@@ -151,5 +146,5 @@ async fn dispatch(
         Some(h) if h.method == req.method().as_str() && h.target == target => h,
         _ => head_from_hyper(&req),
     };
-    crate::upgrade::handle(route, peer, req, head).await
+    crate::upgrade::handle(route, peer, req, head, &shared.tunnels).await
 }

@@ -13,7 +13,8 @@
 //! - [`plugin`]: the wasmtime runtime and the host side of `wit/plugin.wit`.
 //! - [`exchange`], [`upstream`], [`wire`]: the plugin's upstream exchanges on raw connections.
 //! - [`invariants`]: what must hold before a 101 becomes a tunnel.
-//! - [`tunnel`]: the byte splice after the switch.
+//! - [`splice`]: the tunnel loop (WebSocket frames followed for keepalive and drain, [`ws_frame`]).
+//! - [`tunnel`], [`tunnel_io`], [`tunnels`]: a tunnel's limits and report, its ends, the open set.
 //! - [`relay_body`]: a relayed upstream answer's body.
 //! - [`reload`]: hot reload of plugin files and of the config (file change, SIGHUP).
 //! - [`router`], [`headers`], [`body`], [`rewind`]: routing and small shared pieces.
@@ -35,11 +36,15 @@ pub mod reload;
 pub mod rewind;
 pub mod router;
 pub mod server;
+pub mod splice;
 pub mod tls;
 pub mod tunnel;
+pub mod tunnel_io;
+pub mod tunnels;
 pub mod upgrade;
 pub mod upstream;
 pub mod wire;
+pub mod ws_frame;
 
 pub use config::Config;
 pub use server::{Proxy, StartError};

@@ -1,6 +1,6 @@
 //! Accepting connections: one loop per listener, and for each connection the
 //! work its listener's kind calls for. Plain HTTP goes to [`crate::conn`]; TLS
-//! is terminated here first (handshake bounded by the head timeout, SNI kept
+//! is terminated here first (handshake bounded by `request_head_timeout`, SNI kept
 //! for the plugin); pass-through goes to [`crate::passthrough`].
 //!
 //! A connection uses the listener settings of the snapshot current when it is
@@ -77,6 +77,7 @@ fn current_kind(shared: &Shared, started: &Started) -> ListenerKind {
 async fn handle(tcp: TcpStream, client: SocketAddr, started: Arc<Started>, shared: Arc<Shared>) {
     let accepted = Instant::now();
     let _ = tcp.set_nodelay(true);
+    let head_timeout = shared.snapshot().config.request_head_timeout;
     let listener = started.bound;
     match current_kind(&shared, &started) {
         ListenerKind::Http => {
@@ -89,15 +90,14 @@ async fn handle(tcp: TcpStream, client: SocketAddr, started: Arc<Started>, share
         }
         ListenerKind::Tls(config) => {
             let handshake = TlsAcceptor::from(config).accept(tcp);
-            let tls = match tokio::time::timeout_at(accepted + shared.head_timeout, handshake).await
-            {
+            let tls = match tokio::time::timeout_at(accepted + head_timeout, handshake).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
                     tracing::info!(%client, %listener, error = %e, "TLS handshake failed");
                     return;
                 }
                 Err(_) => {
-                    let ms = shared.head_timeout.as_millis() as u64;
+                    let ms = head_timeout.as_millis() as u64;
                     tracing::info!(%client, %listener, timeout_ms = ms, "TLS handshake timeout");
                     return;
                 }

@@ -167,21 +167,33 @@ async fn demo(listen: SocketAddr) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Completes on the first SIGTERM or SIGINT (Ctrl-C); a second one exits at once.
 async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+    wait_signal().await;
+    tracing::info!("shutting down: draining (a second signal exits at once)");
+    tokio::spawn(async {
+        wait_signal().await;
+        tracing::warn!("second signal: exiting now");
+        std::process::exit(130);
+    });
+}
+
+async fn wait_signal() {
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return std::future::pending().await,
-            };
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        };
         tokio::select! {
-            _ = ctrl_c => {},
             _ = term.recv() => {},
+            _ = int.recv() => {},
         }
     }
     #[cfg(not(unix))]
-    let _ = ctrl_c.await;
-    tracing::info!("shutting down");
+    let _ = tokio::signal::ctrl_c().await;
 }

@@ -1,8 +1,10 @@
 //! One connection on a pass-through listener: read the client's ClientHello
 //! (bounded in bytes and time, see [`crate::tls::hello`]) without terminating
 //! TLS, pick the upstream by its server name, connect, forward the bytes read
-//! so far, then splice both ways as a [`crate::tunnel`] does after a 101.
-//! upgate never holds the keys: the client's handshake is with the upstream.
+//! so far, then splice both ways as a tunnel does after a 101 ([`crate::splice`],
+//! frames not followed): same idle timeout, and counted in [`crate::tunnels`]
+//! so that drain closes it. upgate never holds the keys: the client's
+//! handshake is with the upstream.
 
 use bytes::BytesMut;
 use std::net::SocketAddr;
@@ -14,9 +16,11 @@ use tracing::{info, warn};
 
 use crate::config::{PassthroughConfig, DEFAULT_BUFFER_SIZE};
 use crate::server::Shared;
+use crate::splice::{self, Mode};
 use crate::tls::hello;
-use crate::tunnel::{self, TunnelLimits};
-use crate::upstream;
+use crate::tunnel::TunnelLimits;
+use crate::tunnel_io::End;
+use crate::upstream::{self, UpstreamStream};
 
 /// Time a client has to send its complete ClientHello.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -62,17 +66,41 @@ pub async fn serve(
             return;
         }
     };
-    if let Err(e) = stream.write_all(&buf).await {
+    // The hello goes first; written here so that its buffer is not held for the tunnel's life.
+    let sent = async {
+        stream.write_all(&buf).await?;
+        stream.flush().await
+    };
+    if let Err(e) = sent.await {
         warn!(client = %addr, %listener, sni = sni_text, upstream = %up.name, error = %e, "passthrough: upstream write failed; closed");
         return;
     }
     let hello_len = buf.len() as u64;
     drop(buf);
+    let upstream_end = match stream {
+        UpstreamStream::Tcp(s) => End::Tcp(s),
+        UpstreamStream::Tls(s) => End::Other(s),
+    };
     let limits = TunnelLimits {
         idle_timeout: config.idle_timeout,
         buffer_size: DEFAULT_BUFFER_SIZE,
+        max_lifetime: None,
     };
-    let stats = tunnel::run(client, stream, &[], limits).await;
+    let mode = Mode {
+        frames: false,
+        keepalive: None,
+    };
+    let ticket = shared.tunnels.open(&format!("passthrough {listener}"));
+    let stats = splice::run(
+        End::Tcp(client),
+        upstream_end,
+        &[],
+        &[],
+        limits,
+        mode,
+        ticket,
+    )
+    .await;
     info!(
         client = %addr, %listener, sni = sni_text, upstream = %up.name,
         duration_ms = stats.duration.as_millis() as u64,

@@ -216,6 +216,32 @@ impl Reloader {
         Ok(generation)
     }
 
+    /// Tunnels of routes the new config no longer has go away after the drain
+    /// timeout; routes it brings back are welcome again.
+    fn drain_removed_routes(&self, old: &Config, new: &Config) {
+        let tunnels = self.shared.tunnels.clone();
+        for route in &new.routes {
+            tunnels.welcome_route(&route.name);
+        }
+        let removed: Vec<String> = old
+            .routes
+            .iter()
+            .filter(|r| new.route(&r.name).is_none())
+            .map(|r| r.name.clone())
+            .collect();
+        if removed.is_empty() {
+            return;
+        }
+        let limit = new.drain_timeout;
+        info!(routes = ?removed, drain_timeout_ms = limit.as_millis() as u64, "routes removed: their tunnels drain");
+        tokio::spawn(async move {
+            tokio::time::sleep(limit).await;
+            for route in removed {
+                tunnels.go_away_route(&route);
+            }
+        });
+    }
+
     /// Reloads the config file; refuses (and keeps the running one) when it is invalid.
     pub async fn reload_config(&self) -> Result<u64, String> {
         let _busy = self.busy.lock().await;
@@ -247,6 +273,7 @@ impl Reloader {
             HttpProxy::new(config.upstreams.clone())
         };
         let routes = router.routes().len();
+        self.drain_removed_routes(&old.config, &config);
         let generation = self.shared.swap(|_| Snapshot {
             router,
             http,

@@ -11,12 +11,12 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::config::{Config, PluginSource};
-use crate::conn::HEAD_TIMEOUT;
 use crate::http_proxy::HttpProxy;
 use crate::listener::accept_loop;
 use crate::plugin::{LoadError, LoadedPlugin, PluginRuntime, PASSTHROUGH_WASM};
 use crate::reload::Reloader;
 use crate::router::{Route, Router};
+use crate::tunnels::Tunnels;
 
 /// Why the proxy could not start.
 #[derive(Debug, thiserror::Error)]
@@ -68,8 +68,8 @@ pub struct Snapshot {
 /// State every connection shares.
 pub struct Shared {
     current: RwLock<Arc<Snapshot>>,
-    /// Time allowed for a request head.
-    pub head_timeout: Duration,
+    /// The open tunnels, for drain.
+    pub tunnels: Arc<Tunnels>,
 }
 
 impl Shared {
@@ -190,7 +190,7 @@ impl Proxy {
                 config: config.clone(),
                 generation: 0,
             })),
-            head_timeout: HEAD_TIMEOUT,
+            tunnels: Tunnels::new(),
         });
         let (stop, stopped) = watch::channel(false);
         let mut addrs = Vec::new();
@@ -244,9 +244,38 @@ impl Proxy {
         while self.tasks.join_next().await.is_some() {}
     }
 
-    /// Serves until `signal` completes, then stops accepting.
+    /// Serves until `signal` completes, then drains: see [`Proxy::drain`].
     pub async fn run_until(self, signal: impl std::future::Future<Output = ()>) {
         signal.await;
+        self.drain().await;
+    }
+
+    /// Graceful drain: stops accepting, lets tunnels (and handshakes becoming
+    /// tunnels) run for up to the config's `drain_timeout`, then tells every
+    /// tunnel to go away (WebSocket tunnels send 1001 "going away" to both sides
+    /// at a frame boundary) and waits briefly for them to close.
+    pub async fn drain(self) {
+        let limit = self.shared.snapshot().config.drain_timeout;
+        let tunnels = self.shared.tunnels.clone();
+        tracing::info!(
+            open_tunnels = tunnels.count(),
+            drain_timeout_ms = limit.as_millis() as u64,
+            "draining"
+        );
         self.shutdown().await;
+        if !tunnels.wait_closed(limit).await {
+            tracing::info!(
+                open_tunnels = tunnels.count(),
+                "drain deadline: closing tunnels with 1001"
+            );
+            tunnels.go_away_all();
+            tunnels.wait_closed(Duration::from_secs(2)).await;
+        }
+        tracing::info!(open_tunnels = tunnels.count(), "drained");
+    }
+
+    /// Tunnels open now.
+    pub fn open_tunnels(&self) -> usize {
+        self.shared.tunnels.count()
     }
 }

@@ -1,11 +1,7 @@
-//! The tunnel after a `101 Switching Protocols`: bytes spliced both ways with a
-//! fixed buffer per direction, half-close passed on, and the tunnel closed on
-//! error, when both directions end, after `FIN_TIMEOUT` in half-closed state, or
-//! after the route's idle timeout without a byte either way.
+//! What a tunnel is given and what it reports: its limits, why it closed, its
+//! byte counts. The loop itself is [`crate::splice`]; its ends, [`crate::tunnel_io`].
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use std::time::Duration;
 
 /// How long one direction may stay open after the other has finished.
 pub const FIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -21,6 +17,12 @@ pub enum ClosedBy {
     IdleTimeout,
     /// One side stayed open too long after the other closed.
     FinTimeout,
+    /// The tunnel reached its maximum lifetime.
+    Lifetime,
+    /// The proxy is draining (shutdown, or its route was removed).
+    Drain,
+    /// A side did not answer upgate's keepalive ping in time (which side).
+    KeepaliveTimeout(&'static str),
     /// A read or write failed.
     Error(String),
 }
@@ -32,6 +34,9 @@ impl std::fmt::Display for ClosedBy {
             ClosedBy::Upstream => f.write_str("upstream"),
             ClosedBy::IdleTimeout => f.write_str("idle-timeout"),
             ClosedBy::FinTimeout => f.write_str("fin-timeout"),
+            ClosedBy::Lifetime => f.write_str("lifetime"),
+            ClosedBy::Drain => f.write_str("drain"),
+            ClosedBy::KeepaliveTimeout(side) => write!(f, "keepalive-timeout ({side} silent)"),
             ClosedBy::Error(e) => write!(f, "error: {e}"),
         }
     }
@@ -57,134 +62,6 @@ pub struct TunnelLimits {
     pub idle_timeout: Duration,
     /// Size of each direction's buffer.
     pub buffer_size: usize,
-}
-
-struct Activity {
-    start: Instant,
-    last_ms: AtomicU64,
-}
-
-impl Activity {
-    fn touch(&self) {
-        self.last_ms
-            .store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
-    }
-    fn idle(&self) -> Duration {
-        let now = self.start.elapsed().as_millis() as u64;
-        Duration::from_millis(now.saturating_sub(self.last_ms.load(Ordering::Relaxed)))
-    }
-}
-
-/// Copies `from` → `to` until EOF (then shuts `to`'s write side down); returns bytes copied.
-async fn pump<R, W>(
-    from: &mut R,
-    to: &mut W,
-    size: usize,
-    activity: &Activity,
-    counter: &AtomicU64,
-) -> std::io::Result<()>
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    let mut buf = vec![0u8; size];
-    loop {
-        let n = from.read(&mut buf).await?;
-        if n == 0 {
-            to.shutdown().await?;
-            return Ok(());
-        }
-        activity.touch();
-        to.write_all(&buf[..n]).await?;
-        // A TLS stream may keep part of a write buffered; flushing is free on TCP.
-        to.flush().await?;
-        counter.fetch_add(n as u64, Ordering::Relaxed);
-    }
-}
-
-/// Splices `client` and `upstream` until the tunnel ends. `upstream_first` holds
-/// bytes the upstream sent right after its 101: they reach the client before anything else.
-pub async fn run<C, U>(
-    client: C,
-    upstream: U,
-    upstream_first: &[u8],
-    limits: TunnelLimits,
-) -> TunnelStats
-where
-    C: AsyncRead + AsyncWrite + Unpin,
-    U: AsyncRead + AsyncWrite + Unpin,
-{
-    let activity = Activity {
-        start: Instant::now(),
-        last_ms: AtomicU64::new(0),
-    };
-    let (up, down) = (AtomicU64::new(0), AtomicU64::new(0));
-    let (mut client_r, mut client_w) = tokio::io::split(client);
-    let (mut up_r, mut up_w) = tokio::io::split(upstream);
-    let closed_by = async {
-        if !upstream_first.is_empty() {
-            let written = async {
-                client_w.write_all(upstream_first).await?;
-                client_w.flush().await
-            };
-            if let Err(e) = written.await {
-                return ClosedBy::Error(format!("client write: {e}"));
-            }
-            down.fetch_add(upstream_first.len() as u64, Ordering::Relaxed);
-        }
-        let c2u = pump(&mut client_r, &mut up_w, limits.buffer_size, &activity, &up);
-        let u2c = pump(
-            &mut up_r,
-            &mut client_w,
-            limits.buffer_size,
-            &activity,
-            &down,
-        );
-        tokio::pin!(c2u, u2c);
-        let idle_check = limits
-            .idle_timeout
-            .min(Duration::from_secs(1))
-            .max(Duration::from_millis(10));
-        let mut first: Option<ClosedBy> = None;
-        let mut fin_deadline: Option<tokio::time::Instant> = None;
-        let (mut c2u_done, mut u2c_done) = (false, false);
-        loop {
-            let fin = async {
-                match fin_deadline {
-                    Some(d) => tokio::time::sleep_until(d).await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                r = &mut c2u, if !c2u_done => {
-                    c2u_done = true;
-                    if let Err(e) = r { return ClosedBy::Error(format!("client → upstream: {e}")); }
-                    first.get_or_insert(ClosedBy::Client);
-                }
-                r = &mut u2c, if !u2c_done => {
-                    u2c_done = true;
-                    if let Err(e) = r { return ClosedBy::Error(format!("upstream → client: {e}")); }
-                    first.get_or_insert(ClosedBy::Upstream);
-                }
-                _ = tokio::time::sleep(idle_check) => {
-                    if activity.idle() >= limits.idle_timeout {
-                        return ClosedBy::IdleTimeout;
-                    }
-                    continue;
-                }
-                _ = fin => return ClosedBy::FinTimeout,
-            }
-            if c2u_done && u2c_done {
-                return first.unwrap_or(ClosedBy::Client);
-            }
-            fin_deadline.get_or_insert(tokio::time::Instant::now() + FIN_TIMEOUT);
-        }
-    }
-    .await;
-    TunnelStats {
-        duration: activity.start.elapsed(),
-        bytes_up: up.load(Ordering::Relaxed),
-        bytes_down: down.load(Ordering::Relaxed),
-        closed_by,
-    }
+    /// Close after this long whatever the traffic (`None`: no limit).
+    pub max_lifetime: Option<Duration>,
 }

@@ -12,13 +12,17 @@ use tracing::{info, warn};
 
 use crate::body::{full, status_response, ProxyBody};
 use crate::config::FailurePolicy;
-use crate::exchange::Exchange;
+use crate::exchange::{Exchange, ExchangeStream};
 use crate::headers::{offered_protocols, websocket_accept, HOP_BY_HOP};
 use crate::invariants::check_switch;
 use crate::plugin::{CallFailure, Decision, LoadedPlugin, PeerInfo, PluginRuntime};
 use crate::relay_body::{framing, relay_body, Framing};
+use crate::rewind::Rewind;
 use crate::router::Route;
-use crate::tunnel::{self, TunnelLimits};
+use crate::splice::{self, Mode};
+use crate::tunnel::TunnelLimits;
+use crate::tunnel_io::End;
+use crate::tunnels::Tunnels;
 use crate::wire::{self, RequestHead, ResponseHead};
 
 /// Handles an upgrade request on `route`. `head` is the request as the client
@@ -28,6 +32,7 @@ pub async fn handle(
     peer: PeerInfo,
     mut req: Request<Incoming>,
     head: RequestHead,
+    tunnels: &Arc<Tunnels>,
 ) -> Response<ProxyBody> {
     let started = Instant::now();
     let offered = offered_protocols(req.headers());
@@ -107,8 +112,11 @@ pub async fn handle(
             let limits = TunnelLimits {
                 idle_timeout: route.config.idle_timeout,
                 buffer_size: route.config.buffer_size,
+                max_lifetime: route.config.max_lifetime,
             };
+            let keepalive = route.config.keepalive.map(|k| (k.interval, k.timeout));
             let (route_name, client) = (route.config.name.clone(), peer.client_addr);
+            let ticket = tunnels.open(&route_name);
             tokio::spawn(async move {
                 let upgraded = match on_upgrade.await {
                     Ok(u) => u,
@@ -123,7 +131,26 @@ pub async fn handle(
                     upstream,
                     ..
                 } = exchange;
-                let stats = tunnel::run(TokioIo::new(upgraded), stream, &leftover, limits).await;
+                let (client_end, client_first) = client_end(upgraded);
+                let upstream_end = match stream {
+                    ExchangeStream::Tcp(s) => End::Tcp(s),
+                    ExchangeStream::Tls(s) => End::Other(s),
+                    ExchangeStream::Memory(m) => End::Other(Box::new(m)),
+                };
+                let mode = Mode {
+                    frames: proto == "websocket",
+                    keepalive,
+                };
+                let stats = splice::run(
+                    client_end,
+                    upstream_end,
+                    &client_first,
+                    &leftover,
+                    limits,
+                    mode,
+                    ticket,
+                )
+                .await;
                 info!(
                     route = %route_name, %client, upstream = %upstream,
                     duration_ms = stats.duration.as_millis() as u64,
@@ -133,6 +160,21 @@ pub async fn handle(
             });
             response
         }
+    }
+}
+
+/// The client's end of the tunnel and the bytes it sent past its head. A plain
+/// TCP connection is taken back out of hyper so the tunnel can read it by
+/// readiness (no buffer held while idle); anything else stays wrapped.
+fn client_end(upgraded: hyper::upgrade::Upgraded) -> (End, Vec<u8>) {
+    match upgraded.downcast::<TokioIo<Rewind<tokio::net::TcpStream>>>() {
+        Ok(parts) => {
+            let (prefix, stream) = parts.io.into_inner().into_parts();
+            let mut first = parts.read_buf.to_vec();
+            first.extend_from_slice(&prefix);
+            (End::Tcp(stream), first)
+        }
+        Err(upgraded) => (End::Other(Box::new(TokioIo::new(upgraded))), Vec::new()),
     }
 }
 

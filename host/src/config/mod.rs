@@ -36,6 +36,12 @@ pub const MAX_PLUGIN_MEMORY: usize = 64 << 20;
 pub const DEFAULT_PLUGIN_EXCHANGES: u32 = 8;
 /// Default cap on the size of what a plugin returns (response body plus headers).
 pub const DEFAULT_PLUGIN_OUTPUT: usize = 1 << 20;
+/// Default time a client has to send a request head (slowloris defence): 408 after it.
+pub const DEFAULT_REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default time tunnels may stay up after a shutdown signal (or after their route is removed).
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default time a side has to answer upgate's keepalive ping.
+pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default size of each of a tunnel's two copy buffers.
 pub const DEFAULT_BUFFER_SIZE: usize = 16 * 1024;
 
@@ -77,6 +83,10 @@ pub struct Config {
     pub source: Option<PathBuf>,
     /// Where to accept connections, and what to speak there.
     pub listeners: Vec<ListenerConfig>,
+    /// Time a client has to send a request head (`request_head_timeout`, default 30s); then 408.
+    pub request_head_timeout: Duration,
+    /// How long tunnels stay up after SIGTERM/SIGINT or their route's removal (`drain_timeout`, default 30s).
+    pub drain_timeout: Duration,
     /// Upstreams by name.
     pub upstreams: BTreeMap<String, UpstreamConfig>,
     /// Routes, in config order (the router ranks them per request: host, then longest prefix).
@@ -166,6 +176,15 @@ pub enum FailurePolicy {
     FailOpen,
 }
 
+/// Proxy keepalive settings of a route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Keepalive {
+    /// Ping a side after this long without a byte from it.
+    pub interval: Duration,
+    /// Close the tunnel when the pong takes longer than this.
+    pub timeout: Duration,
+}
+
 /// Limits of one plugin call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PluginLimits {
@@ -206,6 +225,12 @@ pub struct RouteConfig {
     pub on_plugin_failure: FailurePolicy,
     /// Size of each tunnel copy buffer in bytes (`buffer_size`, default 16384).
     pub buffer_size: usize,
+    /// Close a tunnel after this long whatever its traffic (`max_lifetime`, default none).
+    pub max_lifetime: Option<Duration>,
+    /// Proxy keepalive for WebSocket tunnels: ping a side silent for `interval`
+    /// (`keepalive_interval`, default off), close with 1001 if no pong within
+    /// `timeout` (`keepalive_timeout`, default 10s).
+    pub keepalive: Option<Keepalive>,
 }
 
 impl Config {

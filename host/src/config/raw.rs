@@ -13,6 +13,12 @@ use super::{duration, size, FailurePolicy};
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
+    /// `request_head_timeout = "30s"`
+    #[serde(default, with = "duration::serde_opt")]
+    pub request_head_timeout: Option<Duration>,
+    /// `drain_timeout = "30s"`
+    #[serde(default, with = "duration::serde_opt")]
+    pub drain_timeout: Option<Duration>,
     /// `[[listeners]]`
     #[serde(default)]
     pub listeners: Vec<RawListener>,
@@ -144,6 +150,12 @@ pub struct RawRoute {
     pub on_plugin_failure: Option<FailurePolicy>,
     #[serde(default, with = "size::serde_opt")]
     pub buffer_size: Option<usize>,
+    #[serde(default, with = "duration::serde_opt")]
+    pub max_lifetime: Option<Duration>,
+    #[serde(default, with = "duration::serde_opt")]
+    pub keepalive_interval: Option<Duration>,
+    #[serde(default, with = "duration::serde_opt")]
+    pub keepalive_timeout: Option<Duration>,
 }
 
 impl RawConfig {
@@ -164,6 +176,8 @@ impl RawConfig {
             },
         );
         RawConfig {
+            request_head_timeout: None,
+            drain_timeout: None,
             listeners: vec![RawListener {
                 address: listen.to_string(),
                 tls: None,

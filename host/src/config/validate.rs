@@ -4,13 +4,15 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::time::Duration;
 
 use super::raw::{RawConfig, RawRoute, RawUpstream, RawUpstreamTls};
 use super::{
-    Config, ConfigError, FailurePolicy, PluginLimits, PluginSource, RouteConfig, UpstreamConfig,
-    DEFAULT_BUFFER_SIZE, DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_PLUGIN_DEADLINE,
+    Config, ConfigError, FailurePolicy, Keepalive, PluginLimits, PluginSource, RouteConfig,
+    UpstreamConfig, DEFAULT_BUFFER_SIZE, DEFAULT_CONNECT_TIMEOUT, DEFAULT_DRAIN_TIMEOUT,
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_KEEPALIVE_TIMEOUT, DEFAULT_PLUGIN_DEADLINE,
     DEFAULT_PLUGIN_EXCHANGES, DEFAULT_PLUGIN_MEMORY, DEFAULT_PLUGIN_OUTPUT,
-    DEFAULT_RESPONSE_TIMEOUT, MAX_PLUGIN_MEMORY,
+    DEFAULT_REQUEST_HEAD_TIMEOUT, DEFAULT_RESPONSE_TIMEOUT, MAX_PLUGIN_MEMORY,
 };
 
 use crate::tls::client::{ClientFiles, UpstreamTls};
@@ -57,8 +59,19 @@ pub fn validate(raw: RawConfig, file: &str, base: &Path) -> Result<Config, Confi
         }
         routes.push(route);
     }
+    let nonzero = |k: &str, d: Option<Duration>, def: Duration| match d {
+        Some(d) if d.is_zero() => Err(c.err(k, "must be greater than zero")),
+        Some(d) => Ok(d),
+        None => Ok(def),
+    };
     Ok(Config {
         source: None,
+        request_head_timeout: nonzero(
+            "request_head_timeout",
+            raw.request_head_timeout,
+            DEFAULT_REQUEST_HEAD_TIMEOUT,
+        )?,
+        drain_timeout: raw.drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT),
         listeners,
         upstreams,
         routes,
@@ -279,6 +292,31 @@ fn route(
         },
         on_plugin_failure: r.on_plugin_failure.unwrap_or(FailurePolicy::FailClosed),
         buffer_size,
+        max_lifetime: match r.max_lifetime {
+            Some(d) if d.is_zero() => {
+                return Err(c.err(
+                    key("max_lifetime"),
+                    "must be greater than zero (leave it out for no limit)",
+                ))
+            }
+            other => other,
+        },
+        keepalive: match (r.keepalive_interval, r.keepalive_timeout) {
+            (None, None) => None,
+            (None, Some(_)) => {
+                return Err(c.err(key("keepalive_timeout"), "needs `keepalive_interval` too"))
+            }
+            (Some(i), _) if i.is_zero() => {
+                return Err(c.err(key("keepalive_interval"), "must be greater than zero"))
+            }
+            (Some(_), Some(t)) if t.is_zero() => {
+                return Err(c.err(key("keepalive_timeout"), "must be greater than zero"))
+            }
+            (Some(interval), t) => Some(Keepalive {
+                interval,
+                timeout: t.unwrap_or(DEFAULT_KEEPALIVE_TIMEOUT),
+            }),
+        },
     })
 }
 

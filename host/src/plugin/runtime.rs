@@ -189,7 +189,13 @@ impl PluginRuntime {
             if ctx.data().busy() > deadline {
                 Err(wasmtime::Error::new(DeadlineHit))
             } else {
-                Ok(UpdateDeadline::Yield(1))
+                // tokio's yield_now puts the task at the back of the run queue
+                // (a plain self-wake would land in the LIFO slot and run again
+                // at once), so a busy plugin lets every ready task go first.
+                Ok(UpdateDeadline::YieldCustom(
+                    1,
+                    Box::pin(tokio::task::yield_now()),
+                ))
             }
         });
         store

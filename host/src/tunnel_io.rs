@@ -1,0 +1,155 @@
+//! The two ends of a tunnel as the splice loop sees them. Plain TCP ends wait
+//! for readiness and only then borrow a buffer from a shared pool, so an idle
+//! tunnel holds no copy buffer at all (memory per idle tunnel stays small,
+//! whatever `buffer_size` is). Other ends (TLS, in-memory) read with a buffer
+//! of their own.
+
+use std::io;
+use std::sync::Mutex;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+
+/// Any byte stream a tunnel end can be.
+pub trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
+
+/// A tunnel end before it is split.
+pub enum End {
+    /// Plain TCP: readiness-based reads, no buffer held while idle.
+    Tcp(TcpStream),
+    /// Anything else.
+    Other(Box<dyn Stream>),
+}
+
+/// The read side of an end.
+pub enum Reader {
+    /// TCP.
+    Tcp(OwnedReadHalf),
+    /// Other.
+    Other(ReadHalf<Box<dyn Stream>>),
+}
+
+/// The write side of an end.
+pub enum Writer {
+    /// TCP.
+    Tcp(OwnedWriteHalf),
+    /// Other.
+    Other(WriteHalf<Box<dyn Stream>>),
+}
+
+impl End {
+    /// Splits into read and write sides.
+    pub fn split(self) -> (Reader, Writer) {
+        match self {
+            End::Tcp(s) => {
+                let (r, w) = s.into_split();
+                (Reader::Tcp(r), Writer::Tcp(w))
+            }
+            End::Other(s) => {
+                let (r, w) = tokio::io::split(s);
+                (Reader::Other(r), Writer::Other(w))
+            }
+        }
+    }
+}
+
+/// Buffers kept for reuse, all of one size (other sizes are allocated and freed).
+struct Pool {
+    size: usize,
+    free: Vec<Vec<u8>>,
+}
+
+/// Most buffers kept in the pool.
+const POOL_KEEP: usize = 256;
+
+static POOL: Mutex<Pool> = Mutex::new(Pool {
+    size: 0,
+    free: Vec::new(),
+});
+
+/// A buffer borrowed from the pool; goes back when dropped.
+pub struct Chunk {
+    buf: Vec<u8>,
+    len: usize,
+}
+
+impl Chunk {
+    fn take(size: usize) -> Vec<u8> {
+        if let Ok(mut pool) = POOL.lock() {
+            if pool.size == size {
+                if let Some(b) = pool.free.pop() {
+                    return b;
+                }
+            }
+        }
+        vec![0u8; size]
+    }
+
+    /// The bytes read.
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl Drop for Chunk {
+    fn drop(&mut self) {
+        let buf = std::mem::take(&mut self.buf);
+        if let Ok(mut pool) = POOL.lock() {
+            if pool.size != buf.len() {
+                pool.size = buf.len();
+                pool.free.clear();
+            }
+            if pool.free.len() < POOL_KEEP {
+                pool.free.push(buf);
+            }
+        }
+    }
+}
+
+impl Reader {
+    /// Reads what is available (at most `size` bytes); an empty chunk means end of stream.
+    pub async fn read(&mut self, size: usize) -> io::Result<Chunk> {
+        match self {
+            Reader::Tcp(r) => loop {
+                r.readable().await?;
+                let mut buf = Chunk::take(size);
+                match r.try_read(&mut buf) {
+                    Ok(len) => return Ok(Chunk { buf, len }),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        drop(Chunk { buf, len: 0 });
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
+            },
+            Reader::Other(r) => {
+                let mut buf = Chunk::take(size);
+                let len = r.read(&mut buf).await?;
+                Ok(Chunk { buf, len })
+            }
+        }
+    }
+}
+
+impl Writer {
+    /// Writes all of `bytes`.
+    pub async fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match self {
+            Writer::Tcp(w) => w.write_all(bytes).await,
+            Writer::Other(w) => {
+                // A TLS end may keep part of a write buffered until flushed.
+                w.write_all(bytes).await?;
+                w.flush().await
+            }
+        }
+    }
+
+    /// Half-closes (FIN).
+    pub async fn shutdown(&mut self) {
+        let _ = match self {
+            Writer::Tcp(w) => w.shutdown().await,
+            Writer::Other(w) => w.shutdown().await,
+        };
+    }
+}
