@@ -351,3 +351,70 @@ async fn a_config_reload_rotates_the_certificate() {
     ws::round_trip(&mut before, "the open tunnel is untouched").await;
     within("proxy shutdown", proxy.shutdown()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_closes_tls_tunnels_and_passthrough_connections_at_the_deadline() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let ca = Ca::new("drain CA");
+    let front = ca.issue(&["front.test"]);
+    let echo = origin::ws_echo().await;
+    let secure_echo = origin::wss_echo(tls::server_config(&ca.issue(&["back.test"]))).await;
+    let text = format!(
+        r#"
+drain_timeout = "300ms"
+
+[[listeners]]
+address = "127.0.0.1:0"
+tls = {{ certs = [{{ cert = {cert}, key = {key} }}] }}
+
+[[listeners]]
+address = "127.0.0.1:0"
+passthrough = {{ default = "secure-echo" }}
+
+[upstreams.echo]
+addresses = ["{echo}"]
+
+[upstreams.secure-echo]
+addresses = ["{secure}"]
+
+[[routes]]
+upstream = "echo"
+"#,
+        cert = toml_path(&front.cert_path),
+        key = toml_path(&front.key_path),
+        echo = echo.addr(),
+        secure = secure_echo.addr(),
+    );
+    let config = upgate::Config::parse(&text, "test", Path::new(".")).unwrap();
+    let proxy = within("proxy start", upgate::Proxy::start(config))
+        .await
+        .unwrap();
+    let (terminated, passed) = (proxy.local_addrs()[0], proxy.local_addrs()[1]);
+    let config = ca.client_config();
+    let (mut over_tls, _) = tls::wss_connect(terminated, "front.test", "/", config.clone()).await;
+    let (mut passed_through, _) = tls::wss_connect(passed, "back.test", "/", config).await;
+    ws::round_trip(&mut over_tls, "before drain").await;
+    ws::round_trip(&mut passed_through, "before drain").await;
+    eventually("both tunnels counted", || {
+        (proxy.open_tunnels() == 2).then_some(())
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let drained = tokio::spawn(proxy.drain());
+    // The terminated WebSocket tunnel gets 1001 over TLS.
+    match within("1001 over TLS", over_tls.next()).await {
+        Some(Ok(Message::Close(Some(frame)))) => assert_eq!(u16::from(frame.code), 1001),
+        other => panic!("expected a close frame 1001, got {other:?}"),
+    }
+    // The passed-through connection is cut (no frame: upgate cannot read it).
+    loop {
+        match within("pass-through cut", passed_through.next()).await {
+            None | Some(Err(_)) => break,
+            Some(Ok(Message::Close(_))) => panic!("upgate cannot speak inside a pass-through TLS"),
+            Some(Ok(_)) => {}
+        }
+    }
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    within("drain to finish", drained).await.unwrap();
+}
