@@ -117,6 +117,18 @@ pub async fn handle(
             let keepalive = route.config.keepalive.map(|k| (k.interval, k.timeout));
             let (route_name, client) = (route.config.name.clone(), peer.client_addr);
             let ticket = tunnels.open(&route_name);
+            // Keep only what the tunnel needs: the heads (and the read buffer's
+            // spare capacity) would otherwise live as long as the tunnel.
+            let Exchange {
+                stream,
+                leftover,
+                upstream,
+                request,
+                response: upstream_head,
+                ..
+            } = exchange;
+            drop((request, upstream_head));
+            let leftover = leftover.to_vec();
             tokio::spawn(async move {
                 let upgraded = match on_upgrade.await {
                     Ok(u) => u,
@@ -125,12 +137,6 @@ pub async fn handle(
                         return;
                     }
                 };
-                let Exchange {
-                    stream,
-                    leftover,
-                    upstream,
-                    ..
-                } = exchange;
                 let (client_end, client_first) = client_end(upgraded);
                 let upstream_end = match stream {
                     ExchangeStream::Tcp(s) => End::Tcp(s),
@@ -174,7 +180,12 @@ fn client_end(upgraded: hyper::upgrade::Upgraded) -> (End, Vec<u8>) {
             first.extend_from_slice(&prefix);
             (End::Tcp(stream), first)
         }
-        Err(upgraded) => (End::Other(Box::new(TokioIo::new(upgraded))), Vec::new()),
+        Err(upgraded) => {
+            tracing::debug!(
+                "client connection is not plain TCP: tunnel reads it with its own buffer"
+            );
+            (End::Other(Box::new(TokioIo::new(upgraded))), Vec::new())
+        }
     }
 }
 

@@ -9,6 +9,7 @@
 //! - [`origin`]: WebSocket echo, scripted raw-TCP and silent origins.
 //! - [`http_origin`]: a hyper origin for plain GET/POST (streaming echo).
 //! - [`proxy`]: a builder for upgate configs, started in-process.
+//! - [`files`]: a temp folder per test; replacing files by rename or in place.
 //! - [`ws`]: a tokio-tungstenite client through the proxy.
 //! - [`raw`]: a byte-level client (exact heads, chunked bodies, frames).
 //! - [`frame`]: WebSocket frames, encoded and parsed by hand.
@@ -28,6 +29,7 @@
 // Test code: a failed unwrap is a failed test, with its location.
 #![allow(clippy::unwrap_used)]
 
+pub mod files;
 pub mod frame;
 pub mod http_origin;
 pub mod origin;
@@ -46,7 +48,8 @@ use std::time::Duration;
 pub const STEP: Duration = Duration::from_secs(5);
 
 /// The `.wasm` file of a plugin built for the tests: `passthrough`, `hello`,
-/// `header_case`, `token_auth` or `probe`.
+/// `header_case`, `token_auth`, `origin_allow`, `subprotocol_router`,
+/// `failover` or `probe`.
 pub fn plugin(name: &str) -> PathBuf {
     let path =
         PathBuf::from(env!("UPGATE_TEST_PLUGINS")).join(format!("upgate_plugin_{name}.wasm"));

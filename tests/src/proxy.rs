@@ -1,6 +1,7 @@
 //! upgate, started in-process for a test: a builder for its TOML config (one
-//! upstream per route, listener on `127.0.0.1:0`), parsed with
-//! [`upgate::Config::parse`] so tests go through the real config path.
+//! upstream per route, plus any named extra ones; listener on `127.0.0.1:0`),
+//! parsed with [`upgate::Config::parse`] so tests go through the real config
+//! path, or loaded from a file with [`start_file`] so it is watched and reloads.
 //!
 //! ```no_run
 //! # async fn demo(origin: std::net::SocketAddr) {
@@ -20,6 +21,8 @@ pub struct Route {
     prefix: String,
     /// The route's upstream addresses (`[upstreams.upN] addresses`).
     addresses: Vec<SocketAddr>,
+    /// `extra_upstreams`, by name, each written as its own `[upstreams.NAME]`.
+    extra: Vec<(String, SocketAddr)>,
     /// Other keys of the route, as `key = <toml value>` lines.
     keys: Vec<String>,
 }
@@ -29,6 +32,7 @@ pub fn route(prefix: &str, origin: SocketAddr) -> Route {
     Route {
         prefix: prefix.to_string(),
         addresses: vec![origin],
+        extra: Vec::new(),
         keys: Vec::new(),
     }
 }
@@ -72,6 +76,33 @@ impl Route {
         self.set("plugin_deadline", &format!("{d:?}"))
     }
 
+    /// `plugin_memory` (a size: `"2MiB"`).
+    pub fn plugin_memory(self, size: &str) -> Self {
+        self.set("plugin_memory", &format!("{size:?}"))
+    }
+
+    /// `plugin_exchanges`.
+    pub fn plugin_exchanges(self, n: u32) -> Self {
+        self.set("plugin_exchanges", &n.to_string())
+    }
+
+    /// `plugin_output_limit` (a size: `"4MiB"`).
+    pub fn plugin_output_limit(self, size: &str) -> Self {
+        self.set("plugin_output_limit", &format!("{size:?}"))
+    }
+
+    /// `on_plugin_failure` (`"fail-open"` or `"fail-closed"`).
+    pub fn on_plugin_failure(self, policy: &str) -> Self {
+        self.set("on_plugin_failure", &format!("{policy:?}"))
+    }
+
+    /// Adds upstream `name` at `addr` to the route's `extra_upstreams` (names
+    /// are global: use each once per config).
+    pub fn extra_upstream(mut self, name: &str, addr: SocketAddr) -> Self {
+        self.extra.push((name.to_string(), addr));
+        self
+    }
+
     /// `allowed_upgrades`.
     pub fn allowed_upgrades(self, protocols: &[&str]) -> Self {
         self.set("allowed_upgrades", &format!("{protocols:?}"))
@@ -87,6 +118,12 @@ pub fn config_text(routes: &[Route]) -> String {
             text,
             "\n[upstreams.up{i}]\naddresses = {addrs:?}\nconnect_timeout = \"2s\"\n"
         );
+        for (name, addr) in &r.extra {
+            let _ = write!(
+                text,
+                "\n[upstreams.{name}]\naddresses = [\"{addr}\"]\nconnect_timeout = \"2s\"\n"
+            );
+        }
     }
     for (i, r) in routes.iter().enumerate() {
         let _ = write!(
@@ -94,6 +131,10 @@ pub fn config_text(routes: &[Route]) -> String {
             "\n[[routes]]\nname = \"r{i}\"\npath_prefix = {:?}\nupstream = \"up{i}\"\n",
             r.prefix
         );
+        if !r.extra.is_empty() {
+            let names: Vec<&str> = r.extra.iter().map(|(n, _)| n.as_str()).collect();
+            let _ = writeln!(text, "extra_upstreams = {names:?}");
+        }
         for k in &r.keys {
             let _ = writeln!(text, "{k}");
         }
@@ -120,6 +161,11 @@ impl Running {
         self.addrs[i]
     }
 
+    /// The proxy itself (for `reload()` and `generation()`).
+    pub fn proxy(&self) -> &upgate::Proxy {
+        self.proxy.as_ref().expect("the proxy is running")
+    }
+
     /// Stops accepting (bounded).
     pub async fn shutdown(mut self) {
         if let Some(p) = self.proxy.take() {
@@ -142,10 +188,27 @@ pub async fn start_toml(text: &str) -> Running {
     }
 }
 
+/// Starts upgate from the config file at `path` with [`upgate::Config::load`],
+/// so the file (and its plugins) are watched and reload.
+pub async fn start_file(path: &Path) -> Running {
+    let config = match upgate::Config::load(path) {
+        Ok(c) => c,
+        Err(e) => panic!("bad config file {}: {e}", path.display()),
+    };
+    match run(config).await {
+        Ok(r) => r,
+        Err(e) => panic!("upgate did not start from {}: {e}", path.display()),
+    }
+}
+
 /// Starts upgate from config text, returning the config or start error as text.
 pub async fn try_start(text: &str) -> Result<Running, String> {
     let config =
         upgate::Config::parse(text, "test.toml", Path::new("/")).map_err(|e| e.to_string())?;
+    run(config).await
+}
+
+async fn run(config: upgate::Config) -> Result<Running, String> {
     let proxy = crate::within_for(
         std::time::Duration::from_secs(30),
         "proxy start",

@@ -176,6 +176,17 @@ impl Server {
         .await
     }
 
+    /// The head of the first connection whose request line is `GET <target> ...`,
+    /// if one has arrived (no waiting).
+    pub fn head_for(&self, target: &str) -> Option<String> {
+        self.check();
+        let line = format!("GET {target} ");
+        lock(&self.record.conns)
+            .iter()
+            .find(|c| c.head.starts_with(line.as_bytes()))
+            .map(ConnRecord::head_text)
+    }
+
     /// Waits (bounded) until connection `i` is closed; returns its record.
     pub async fn closed(&self, i: usize) -> ConnRecord {
         crate::eventually(&format!("origin connection {i} closes"), || {

@@ -32,11 +32,25 @@ pub async fn try_connect(
     within("ws handshake", tokio_tungstenite::client_async(req, stream)).await
 }
 
+/// `e`, with the status and body of the answer when the handshake was refused.
+pub fn describe(e: &Error) -> String {
+    match e {
+        Error::Http(res) => {
+            let body = res.body().as_deref().unwrap_or_default();
+            format!("HTTP {}: {:?}", res.status(), String::from_utf8_lossy(body))
+        }
+        other => other.to_string(),
+    }
+}
+
 /// Connects to `path`; panics if the handshake fails.
 pub async fn connect(addr: SocketAddr, path: &str) -> Ws {
     match try_connect(addr, path, &[]).await {
         Ok((ws, _)) => ws,
-        Err(e) => panic!("WebSocket handshake through the proxy failed: {e}"),
+        Err(e) => panic!(
+            "WebSocket handshake through the proxy failed: {}",
+            describe(&e)
+        ),
     }
 }
 

@@ -264,18 +264,31 @@ impl PluginRuntime {
         };
         let mut store = self.store(plugin, route, stub, limits.deadline);
         let meter = store.data().meter.clone();
-        let instance = meter
+        // Start-up code runs under the same limits as the hook, so a failure in
+        // either is classified the same way.
+        let classify =
+            |store: &Store<CallState>, e: wasmtime::Error, other: fn(String) -> CallFailure| {
+                if store.data().limiter.hit() {
+                    CallFailure::Memory(limits.memory)
+                } else if e.is::<DeadlineHit>() {
+                    CallFailure::Deadline(limits.deadline)
+                } else {
+                    other(format!("{e:#}"))
+                }
+            };
+        let instance = match meter
             .measure(plugin.pre.instantiate_async(&mut store))
             .await
-            .map_err(|e| CallFailure::Instantiate(format!("{e:#}")))?;
+        {
+            Ok(i) => i,
+            Err(e) => return Err(classify(&store, e, CallFailure::Instantiate)),
+        };
         let called = meter
             .measure(instance.call_on_upgrade(&mut store, &wit_peer, &req.into()))
             .await;
         let outcome = match called {
             Ok(o) => o,
-            Err(_) if store.data().limiter.hit() => return Err(CallFailure::Memory(limits.memory)),
-            Err(e) if e.is::<DeadlineHit>() => return Err(CallFailure::Deadline(limits.deadline)),
-            Err(e) => return Err(CallFailure::Trap(format!("{e:#}"))),
+            Err(e) => return Err(classify(&store, e, CallFailure::Trap)),
         };
         let table = &mut store.data_mut().table;
         let mut take = |res| {

@@ -16,6 +16,12 @@
 //! - `recurse`: unbounded recursion.
 //! - `bad-key`: sends the client's key, but tunnels with a client head whose
 //!   `Sec-WebSocket-Accept` is forged (`AAAAAAAAAAAAAAAAAAAAAAAAAAA=`).
+//! - `big-body`: responds 200 with a body of 2 MiB of `x` (over the default
+//!   output limit).
+//! - `many-exchanges`: calls `upstream::send` up to 12 times, keeping every
+//!   exchange alive, then responds 200 `sent N` (all 12 went) or
+//!   `sent N, then <error>` (`<error>` is the WIT name: `limit-reached`, ...).
+//! - `alloc-4mib`: allocates and touches 4 MiB, then passes through.
 //! - `peer`: pass through, with `X-Probe-Scheme` and `X-Probe-Sni` (the
 //!   peer's `scheme` and `tls-server-name`, `-` for none) added upstream.
 //! - `fail-load`: `on_load` fails with `load refused`.
@@ -26,11 +32,11 @@ use std::hint::black_box;
 
 use serde::Deserialize;
 use upgate_sdk::forward::{into_forward_request, outcome_of};
-use upgate_sdk::{config, export_plugin, passthrough, upstream};
-use upgate_sdk::{Outcome, Peer, Plugin, RequestHead, Response, Tunnel};
+use upgate_sdk::{config, export_plugin, forward_request, passthrough, upstream};
+use upgate_sdk::{Outcome, Peer, Plugin, RequestHead, Response, Tunnel, UpstreamError};
 
 /// The modes `mode` may name (besides `fail-load`).
-const MODES: [&str; 12] = [
+const MODES: [&str; 15] = [
     "passthrough",
     "reject",
     "rewrite",
@@ -42,8 +48,18 @@ const MODES: [&str; 12] = [
     "alloc",
     "recurse",
     "bad-key",
+    "big-body",
+    "many-exchanges",
+    "alloc-4mib",
     "peer",
 ];
+
+/// The body size of `big-body`.
+const BIG_BODY: usize = 2 << 20;
+/// The `upstream::send` calls `many-exchanges` tries.
+const MANY_EXCHANGES: usize = 12;
+/// What `alloc-4mib` allocates.
+const ALLOC_4MIB: usize = 4 << 20;
 
 /// The forged accept value of `bad-key`.
 const FORGED_ACCEPT: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAA=";
@@ -77,6 +93,40 @@ fn recurse(depth: u64) -> u64 {
         return frame[1];
     }
     recurse(frame[0] + 1).wrapping_add(black_box(frame[15]))
+}
+
+/// The WIT name of `err`'s case.
+fn error_kind(err: &UpstreamError) -> &'static str {
+    match err {
+        UpstreamError::UnknownUpstream(_) => "unknown-upstream",
+        UpstreamError::ConnectFailed(_) => "connect-failed",
+        UpstreamError::Timeout => "timeout",
+        UpstreamError::InvalidRequest(_) => "invalid-request",
+        UpstreamError::BadResponse(_) => "bad-response",
+        UpstreamError::LimitReached => "limit-reached",
+    }
+}
+
+/// `many-exchanges`: sends up to [`MANY_EXCHANGES`] requests, all kept open
+/// until the answer is built, and says how far it got.
+fn many_exchanges(peer: &Peer, req: &RequestHead) -> Outcome {
+    let mut kept = Vec::new();
+    let mut stopped_by = None;
+    for _ in 0..MANY_EXCHANGES {
+        match upstream::send(upstream::DEFAULT, &forward_request(peer, req)) {
+            Ok(exchange) => kept.push(exchange),
+            Err(e) => {
+                stopped_by = Some(error_kind(&e));
+                break;
+            }
+        }
+    }
+    let body = match stopped_by {
+        Some(kind) => format!("sent {}, then {kind}", kept.len()),
+        None => format!("sent {}", kept.len()),
+    };
+    drop(kept);
+    Outcome::Respond(Response::text(200, body))
 }
 
 /// Sends the pass-through request for `req` to the default upstream.
@@ -143,6 +193,19 @@ impl Plugin for Probe {
                     500,
                     format!("recursion ended at {depth}"),
                 ));
+            }
+            "big-body" => return Outcome::Respond(Response::new(200, vec![b'x'; BIG_BODY])),
+            "many-exchanges" => return many_exchanges(&peer, &req),
+            "alloc-4mib" => {
+                let hoard = black_box(vec![1u8; ALLOC_4MIB]);
+                let touched = hoard
+                    .iter()
+                    .step_by(4096)
+                    .map(|&b| u64::from(b))
+                    .sum::<u64>();
+                black_box(touched);
+                drop(hoard);
+                return passthrough(&peer, req);
             }
             "always-tunnel" | "relay-101" | "respond-after-send" | "bad-key" => send(&peer, req),
             _ => return passthrough(&peer, req),

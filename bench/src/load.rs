@@ -1,0 +1,417 @@
+//! The load tests. Each runs against one target for a fixed time and returns what was done,
+//! the latencies, and the proxy's CPU time over the measured interval.
+
+use crate::client::{echo_frame, upgrade_request, Http, Ws};
+use crate::procs::Proc;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What one test run measured.
+#[derive(Debug, Default)]
+pub struct Measured {
+    /// Operations completed inside the measured interval.
+    pub ops: u64,
+    /// Length of the measured interval.
+    pub secs: f64,
+    /// Proxy CPU seconds over the interval (`None` for the direct target).
+    pub cpu: Option<f64>,
+    /// Latency of each operation, in nanoseconds.
+    pub lat: Vec<u64>,
+    /// Failed operations, and the first failure.
+    pub errors: u64,
+    pub first_error: Option<String>,
+}
+
+impl Measured {
+    pub fn rate(&self) -> f64 {
+        self.ops as f64 / self.secs
+    }
+
+    /// Proxy CPU per operation, in µs.
+    pub fn cpu_per_op_us(&self) -> Option<f64> {
+        self.cpu
+            .filter(|_| self.ops > 0)
+            .map(|c| c * 1e6 / self.ops as f64)
+    }
+
+    /// Latency percentile, in µs.
+    pub fn pct_us(&mut self, q: f64) -> Option<f64> {
+        if self.lat.is_empty() {
+            return None;
+        }
+        self.lat.sort_unstable();
+        let i = ((self.lat.len() - 1) as f64 * q).round() as usize;
+        Some(self.lat[i] as f64 / 1e3)
+    }
+
+    fn note_error(&mut self, e: impl ToString) {
+        self.errors += 1;
+        if self.first_error.is_none() {
+            self.first_error = Some(e.to_string());
+        }
+    }
+
+    fn merge(&mut self, ops: u64, lat: Vec<u64>, errors: u64, first: Option<String>) {
+        self.ops += ops;
+        self.lat.extend(lat);
+        self.errors += errors;
+        if self.first_error.is_none() {
+            self.first_error = first;
+        }
+    }
+}
+
+/// The thing measured: its address and, for a proxy, its processes.
+pub struct Target {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub proc: Option<Proc>,
+}
+
+impl Target {
+    fn cpu(&self) -> Option<f64> {
+        self.proc.as_ref().map(Proc::cpu_secs)
+    }
+
+    pub fn settle(&self) {
+        if let Some(p) = &self.proc {
+            p.settle();
+        }
+    }
+}
+
+/// Runs `dur`, then raises `stop`; returns the interval and the proxy CPU over it.
+async fn interval(
+    t: &Target,
+    stop: &AtomicBool,
+    dur: Duration,
+    cpu0: Option<f64>,
+    t0: Instant,
+) -> (f64, Option<f64>) {
+    tokio::time::sleep(dur).await;
+    stop.store(true, Ordering::SeqCst);
+    let secs = t0.elapsed().as_secs_f64();
+    let cpu = t.cpu().zip(cpu0).map(|(a, b)| a - b);
+    (secs, cpu)
+}
+
+/// Connect + upgrade + closing handshake, `conc` at a time.
+pub async fn handshakes(t: &Target, conc: usize, dur: Duration) -> Measured {
+    let req = Arc::new(upgrade_request(t.addr));
+    let stop = Arc::new(AtomicBool::new(false));
+    let addr = t.addr;
+    let cpu0 = t.cpu();
+    let t0 = Instant::now();
+    let tasks: Vec<_> = (0..conc)
+        .map(|_| {
+            let (req, stop) = (req.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut m = Measured::default();
+                while !stop.load(Ordering::Relaxed) {
+                    let s = Instant::now();
+                    let r = async { Ws::connect(addr, &req, 1024).await?.close().await }.await;
+                    match r {
+                        Ok(()) if !stop.load(Ordering::Relaxed) => {
+                            m.ops += 1;
+                            m.lat.push(s.elapsed().as_nanos() as u64);
+                        }
+                        Ok(()) => {}
+                        Err(e) => {
+                            m.note_error(e);
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
+                    }
+                }
+                m
+            })
+        })
+        .collect();
+    let (secs, cpu) = interval(t, &stop, dur, cpu0, t0).await;
+    let mut total = Measured {
+        secs,
+        cpu,
+        ..Default::default()
+    };
+    for task in tasks {
+        if let Ok(m) = task.await {
+            total.merge(m.ops, m.lat, m.errors, m.first_error);
+        }
+    }
+    total
+}
+
+/// Opens `n` WebSocket connections, `conc` handshakes at a time, trying each up to three
+/// times. Returns those opened, the failed attempts and the first failure.
+pub async fn open(
+    addr: SocketAddr,
+    n: usize,
+    conc: usize,
+    buf: usize,
+) -> (Vec<Ws>, u64, Option<String>) {
+    let req = Arc::new(upgrade_request(addr));
+    let conc = conc.clamp(1, n.max(1));
+    let tasks: Vec<_> = (0..conc)
+        .map(|i| {
+            let req = req.clone();
+            let mine = n / conc + usize::from(i < n % conc);
+            tokio::spawn(async move {
+                let mut v = Vec::with_capacity(mine);
+                let (mut errors, mut first) = (0, None);
+                for _ in 0..mine {
+                    for _attempt in 0..3 {
+                        match Ws::connect(addr, &req, buf).await {
+                            Ok(ws) => {
+                                v.push(ws);
+                                break;
+                            }
+                            Err(e) => {
+                                errors += 1;
+                                first = first.or(Some(e.to_string()));
+                            }
+                        }
+                    }
+                }
+                (v, errors, first)
+            })
+        })
+        .collect();
+    let mut all = Vec::with_capacity(n);
+    let (mut errors, mut first) = (0, None);
+    for t in tasks {
+        match t.await {
+            Ok((v, e, f)) => {
+                all.extend(v);
+                errors += e;
+                first = first.or(f);
+            }
+            Err(e) => {
+                errors += 1;
+                first = first.or(Some(e.to_string()));
+            }
+        }
+    }
+    (all, errors, first)
+}
+
+/// `conns` connections, each echoing `size`-byte messages one at a time.
+pub async fn echo(t: &Target, conns: usize, size: usize, dur: Duration) -> Measured {
+    let (frame, echo_len) = echo_frame(size);
+    let frame = Arc::new(frame);
+    let (mut ws, errors, first_error) = open(t.addr, conns, 16, echo_len + 64).await;
+    if ws.len() < conns {
+        return Measured {
+            secs: dur.as_secs_f64(),
+            errors: errors.max(1),
+            first_error: Some(format!(
+                "opened {} of {conns} connections: {}",
+                ws.len(),
+                first_error.unwrap_or_default()
+            )),
+            ..Default::default()
+        };
+    }
+    // One echo each before the clock starts.
+    for w in &mut ws {
+        if let Err(e) = w.echo(&frame, echo_len).await {
+            let mut m = Measured {
+                secs: dur.as_secs_f64(),
+                ..Default::default()
+            };
+            m.note_error(e);
+            return m;
+        }
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let cpu0 = t.cpu();
+    let t0 = Instant::now();
+    let tasks: Vec<_> = ws
+        .into_iter()
+        .map(|mut w| {
+            let (frame, stop) = (frame.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut m = Measured::default();
+                m.lat.reserve(1 << 14);
+                while !stop.load(Ordering::Relaxed) {
+                    let s = Instant::now();
+                    match w.echo(&frame, echo_len).await {
+                        Ok(()) if !stop.load(Ordering::Relaxed) => {
+                            m.ops += 1;
+                            m.lat.push(s.elapsed().as_nanos() as u64);
+                        }
+                        Ok(()) => {}
+                        Err(e) => {
+                            m.note_error(e);
+                            break;
+                        }
+                    }
+                }
+                m
+            })
+        })
+        .collect();
+    let (secs, cpu) = interval(t, &stop, dur, cpu0, t0).await;
+    let mut total = Measured {
+        secs,
+        cpu,
+        errors,
+        first_error,
+        ..Default::default()
+    };
+    for task in tasks {
+        if let Ok(m) = task.await {
+            total.merge(m.ops, m.lat, m.errors, m.first_error);
+        }
+    }
+    total
+}
+
+fn http_request(addr: SocketAddr) -> Vec<u8> {
+    format!("GET /ka/ HTTP/1.1\r\nHost: {addr}\r\n\r\n").into_bytes()
+}
+
+/// Plain HTTP keep-alive GETs over `conns` connections, with the in-repo client.
+pub async fn http_builtin(t: &Target, conns: usize, dur: Duration) -> Measured {
+    let req = Arc::new(http_request(t.addr));
+    let stop = Arc::new(AtomicBool::new(false));
+    let addr = t.addr;
+    let cpu0 = t.cpu();
+    let t0 = Instant::now();
+    let tasks: Vec<_> = (0..conns)
+        .map(|_| {
+            let (req, stop) = (req.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut m = Measured::default();
+                let mut c = match Http::connect(addr).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        m.note_error(e);
+                        return m;
+                    }
+                };
+                while !stop.load(Ordering::Relaxed) {
+                    let s = Instant::now();
+                    match c.get(&req).await {
+                        Ok(()) if !stop.load(Ordering::Relaxed) => {
+                            m.ops += 1;
+                            m.lat.push(s.elapsed().as_nanos() as u64);
+                        }
+                        Ok(()) => {}
+                        Err(e) => {
+                            m.note_error(e);
+                            break;
+                        }
+                    }
+                }
+                m
+            })
+        })
+        .collect();
+    let (secs, cpu) = interval(t, &stop, dur, cpu0, t0).await;
+    let mut total = Measured {
+        secs,
+        cpu,
+        ..Default::default()
+    };
+    for task in tasks {
+        if let Ok(m) = task.await {
+            total.merge(m.ops, m.lat, m.errors, m.first_error);
+        }
+    }
+    total
+}
+
+/// Plain HTTP keep-alive GETs with `wrk` (one thread, `conns` connections).
+pub fn http_wrk(wrk: &Path, t: &Target, conns: usize, dur: Duration) -> Measured {
+    let secs = dur.as_secs_f64().ceil().max(1.0) as u64;
+    let cpu0 = t.cpu();
+    let t0 = Instant::now();
+    let out = Command::new(wrk)
+        .args([
+            "-t1",
+            &format!("-c{conns}"),
+            &format!("-d{secs}s"),
+            "--latency",
+        ])
+        .arg(format!("http://{}/ka/", t.addr))
+        .output();
+    let mut m = Measured {
+        secs: t0.elapsed().as_secs_f64(),
+        cpu: t.cpu().zip(cpu0).map(|(a, b)| a - b),
+        ..Default::default()
+    };
+    let out = match out {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
+        Ok(o) => {
+            m.note_error(format!(
+                "wrk failed: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            ));
+            return m;
+        }
+        Err(e) => {
+            m.note_error(format!("wrk: {e}"));
+            return m;
+        }
+    };
+    parse_wrk(&out, &mut m);
+    m
+}
+
+fn wrk_duration_us(s: &str) -> Option<f64> {
+    let (num, unit) = s.split_at(s.find(|c: char| c.is_ascii_alphabetic())?);
+    let n: f64 = num.parse().ok()?;
+    Some(match unit {
+        "us" => n,
+        "ms" => n * 1e3,
+        "s" => n * 1e6,
+        "m" => n * 60e6,
+        _ => return None,
+    })
+}
+
+/// Reads wrk's report: "N requests in 2.00s, ...", "Requests/sec: ...", the latency
+/// distribution ("50% 123.00us") and any errors.
+fn parse_wrk(out: &str, m: &mut Measured) {
+    for line in out.lines().map(str::trim) {
+        let w: Vec<&str> = line.split_whitespace().collect();
+        if w.len() >= 4 && w[1] == "requests" && w[2] == "in" {
+            m.ops = w[0].parse().unwrap_or(0);
+            if let Some(us) = wrk_duration_us(w[3].trim_end_matches(',')) {
+                m.secs = us / 1e6;
+            }
+        } else if w.len() == 2 && (w[0] == "50%" || w[0] == "99%") {
+            // Stored as two synthetic samples; pct_us(0.0) and pct_us(1.0) read them back.
+            if let Some(us) = wrk_duration_us(w[1]) {
+                m.lat.push((us * 1e3) as u64);
+            }
+        } else if line.starts_with("Socket errors") || line.starts_with("Non-2xx") {
+            m.note_error(line);
+        }
+    }
+    if m.ops == 0 {
+        m.note_error(format!("no request count in wrk's output:\n{out}"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrk_report() {
+        let out = "Running 2s test @ http://127.0.0.1:1/ka/\n  1 threads and 50 connections\n\
+            \x20 Latency Distribution\n     50%  512.00us\n     75%    1.00ms\n     90%    1.20ms\n     99%    2.50ms\n\
+            \x20 61234 requests in 2.00s, 7.00MB read\nRequests/sec:  30617.00\n";
+        let mut m = Measured::default();
+        parse_wrk(out, &mut m);
+        assert_eq!(m.ops, 61234);
+        assert!((m.secs - 2.0).abs() < 1e-9);
+        assert_eq!(m.pct_us(0.0), Some(512.0));
+        assert_eq!(m.pct_us(1.0), Some(2500.0));
+        assert_eq!(m.errors, 0);
+    }
+}

@@ -1,0 +1,501 @@
+//! `upgate-bench`: upgate, nginx and haproxy side by side in front of one WebSocket echo
+//! backend, on 127.0.0.1, in interleaved rounds; prints one table of medians with upgate's
+//! ratio to the best peer. Run it with `scripts/bench` (installs the peers, raises the open
+//! file limit, builds in release). See README "Benchmark".
+
+mod backend;
+mod client;
+mod load;
+mod procs;
+mod report;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use load::{Measured, Target};
+use procs::{find_program, free_addr, Proc};
+use report::{Metric, Results};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+#[command(about = "upgate vs nginx vs haproxy over one WebSocket echo backend")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the benchmark (what scripts/bench does).
+    Run(RunArgs),
+    /// The echo backend alone (the benchmark starts it as a child process).
+    Backend {
+        #[arg(long)]
+        listen: SocketAddr,
+    },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Smoke test: one short round, 200 and 1000 idle tunnels.
+    #[arg(long)]
+    quick: bool,
+    /// Rounds (each runs every test on every target, in a rotating order) [default: 5; quick: 1].
+    #[arg(long)]
+    rounds: Option<usize>,
+    /// Seconds each test runs on each target in each round [default: 2; quick: 0.5].
+    #[arg(long)]
+    secs: Option<f64>,
+    /// Idle tunnel counts for the RSS figures, ascending [default: 1000,5000; quick: 200,1000].
+    #[arg(long, value_delimiter = ',')]
+    tunnels: Option<Vec<usize>>,
+    /// Targets, in column order: direct, upgate, nginx, nginx-64k (the canonical config plus
+    /// `proxy_buffer_size 64k`), haproxy.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "direct,upgate,nginx,nginx-64k,haproxy"
+    )]
+    targets: Vec<String>,
+    /// Also write the table (markdown) to this file.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// The upgate binary.
+    #[arg(long, default_value = "target/release/upgate")]
+    upgate: PathBuf,
+    /// RUST_LOG for upgate (the peers log nothing per request either).
+    #[arg(long, default_value = "warn")]
+    upgate_log: String,
+    #[arg(long, default_value = "nginx")]
+    nginx: String,
+    #[arg(long, default_value = "haproxy")]
+    haproxy: String,
+    /// HTTP load generator; the in-repo client is used when it is not installed.
+    #[arg(long, default_value = "wrk")]
+    wrk: String,
+    /// Use the in-repo HTTP client even if wrk is installed.
+    #[arg(long)]
+    no_wrk: bool,
+}
+
+const NGINX_CONF: &str = include_str!("../peers/nginx.conf");
+const HAPROXY_CFG: &str = include_str!("../peers/haproxy.cfg");
+const NGINX_64K_LINE: &str = "# proxy_buffer_size 64k;";
+
+const HANDSHAKE_CONC: usize = 32;
+const SMALL: (usize, usize) = (50, 64); // connections, bytes
+const LARGE: (usize, usize) = (10, 16 * 1024);
+const HTTP_CONNS: usize = 50;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let r = match cli.cmd {
+        Cmd::Backend { listen } => backend::main(listen),
+        Cmd::Run(args) => run(args),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("upgate-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Everything the run needs, resolved up front.
+struct Plan {
+    rounds: usize,
+    dur: Duration,
+    tunnels: Vec<usize>,
+    targets: Vec<String>,
+    wrk: Option<PathBuf>,
+    load_start: String,
+}
+
+fn run(args: RunArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut tunnels = args.tunnels.clone().unwrap_or(if args.quick {
+        vec![200, 1000]
+    } else {
+        vec![1000, 5000]
+    });
+    tunnels.sort_unstable();
+    tunnels.dedup();
+    let known = ["direct", "upgate", "nginx", "nginx-64k", "haproxy"];
+    for t in &args.targets {
+        if !known.contains(&t.as_str()) {
+            bail!("unknown target `{t}` (known: {})", known.join(", "));
+        }
+    }
+    let wrk = if args.no_wrk {
+        None
+    } else {
+        find_program(&args.wrk)
+    };
+    let plan = Plan {
+        rounds: args.rounds.unwrap_or(if args.quick { 1 } else { 5 }).max(1),
+        dur: Duration::from_secs_f64(args.secs.unwrap_or(if args.quick { 0.5 } else { 2.0 })),
+        tunnels,
+        targets: args.targets.clone(),
+        wrk,
+        load_start: report::loadavg(),
+    };
+
+    // 5k tunnels: 5k fds here, 10k in the proxy (children inherit this limit).
+    let most = plan.tunnels.last().copied().unwrap_or(0);
+    let need = 2 * most as u64 + 256;
+    match procs::nofile_limit() {
+        Some(n) if n < need => bail!(
+            "the open-file limit is {n}, and {most} tunnels need {need} in the proxy: raise it \
+             with `ulimit -n $(ulimit -Hn)` (scripts/bench does) or pass fewer --tunnels"
+        ),
+        _ => {}
+    }
+
+    let tmp = std::env::temp_dir().join(format!("upgate-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let result = rt.block_on(bench(&args, &plan, &tmp, started));
+    drop(rt);
+    if result.is_ok() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    } else {
+        eprintln!("upgate-bench: logs kept in {}", tmp.display());
+    }
+    result
+}
+
+fn start_backend(tmp: &Path) -> anyhow::Result<(Proc, SocketAddr)> {
+    let addr = free_addr()?;
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.args(["backend", "--listen", &addr.to_string()]);
+    let mut p = Proc::spawn("backend", cmd, tmp)?;
+    if let Err(e) = p.wait_listening(addr) {
+        bail!(
+            "the backend does not work: {e}; its output:\n{}",
+            p.output()
+        );
+    }
+    Ok((p, addr))
+}
+
+async fn start_target(
+    name: &str,
+    args: &RunArgs,
+    backend: SocketAddr,
+    tmp: &Path,
+) -> anyhow::Result<Target> {
+    if name == "direct" {
+        return Ok(Target {
+            name: name.into(),
+            addr: backend,
+            proc: None,
+        });
+    }
+    let addr = free_addr()?;
+    let program = |p: &str| {
+        find_program(p).with_context(|| {
+            format!(
+                "{name}: `{p}` not found: install it (scripts/bench runs `apt-get install -y \
+                 nginx haproxy`), pass its path, or leave `{name}` out of --targets"
+            )
+        })
+    };
+    let mut proc = match name {
+        "upgate" => {
+            let bin = args.upgate.canonicalize().with_context(|| {
+                format!(
+                    "upgate: no binary at {} (build it: cargo build --release -p upgate)",
+                    args.upgate.display()
+                )
+            })?;
+            let mut cmd = Command::new(bin);
+            cmd.args([
+                "--listen",
+                &addr.to_string(),
+                "--upstream",
+                &backend.to_string(),
+            ])
+            .env("RUST_LOG", &args.upgate_log)
+            .env("NO_COLOR", "1")
+            .current_dir(tmp);
+            Proc::spawn(name, cmd, tmp)?
+        }
+        "nginx" | "nginx-64k" => {
+            let prefix = tmp.join(name);
+            std::fs::create_dir_all(&prefix)?;
+            let mut conf = NGINX_CONF
+                .replace("@PREFIX@", &prefix.display().to_string())
+                .replace("@LISTEN@", &addr.to_string())
+                .replace("@BACKEND@", &backend.to_string());
+            if name == "nginx-64k" {
+                if !conf.contains(NGINX_64K_LINE) {
+                    bail!("bench/peers/nginx.conf no longer has the line `{NGINX_64K_LINE}`");
+                }
+                // The line alone fails nginx's check that `proxy_busy_buffers_size` (2 × 64k
+                // by default then) is below all `proxy_buffers` (8 × 4k) minus one, so the
+                // response buffers grow too; upgraded connections use `proxy_buffer_size` only.
+                conf = conf.replace(
+                    NGINX_64K_LINE,
+                    "proxy_buffer_size 64k; proxy_buffers 8 64k;",
+                );
+            }
+            let file = prefix.join("nginx.conf");
+            std::fs::write(&file, conf)?;
+            let mut cmd = Command::new(program(&args.nginx)?);
+            cmd.arg("-p")
+                .arg(&prefix)
+                .arg("-c")
+                .arg(&file)
+                .arg("-e")
+                .arg(prefix.join("error.log"));
+            Proc::spawn(name, cmd, tmp)?
+        }
+        "haproxy" => {
+            let cfg = HAPROXY_CFG
+                .replace("@LISTEN@", &addr.to_string())
+                .replace("@BACKEND@", &backend.to_string());
+            let file = tmp.join("haproxy.cfg");
+            std::fs::write(&file, cfg)?;
+            let mut cmd = Command::new(program(&args.haproxy)?);
+            cmd.arg("-db").arg("-f").arg(&file);
+            Proc::spawn(name, cmd, tmp)?
+        }
+        _ => unreachable!("targets are checked"),
+    };
+    let mut failed = proc.wait_listening(addr).err();
+    if failed.is_none() {
+        // Listening is not yet working: one upgrade, one echo and one plain GET through it.
+        let t = Target {
+            name: name.into(),
+            addr,
+            proc: None,
+        };
+        failed = check(&t).await.err();
+    }
+    if let Some(e) = failed {
+        let mut out = proc.output();
+        let err_log = tmp.join(name).join("error.log");
+        if let Ok(s) = std::fs::read_to_string(&err_log).map(|s| s.trim().to_string()) {
+            // nginx prints start-up errors to stderr and to error.log: show the log when it
+            // says something else.
+            let said = |l: &str| {
+                let msg = l.split_once('#').and_then(|(_, r)| r.split_once(": "));
+                out.contains(msg.map_or(l, |(_, m)| m))
+            };
+            if !s.is_empty() && !s.lines().all(said) {
+                out.push_str(&format!("\n{}:\n{s}", err_log.display()));
+            }
+        }
+        bail!("{name} does not work: {e:#}; its output:\n{out}");
+    }
+    Ok(Target {
+        name: name.into(),
+        addr,
+        proc: Some(proc),
+    })
+}
+
+async fn bench(args: &RunArgs, plan: &Plan, tmp: &Path, started: Instant) -> anyhow::Result<()> {
+    let (mut backend, backend_addr) = start_backend(tmp)?;
+    eprintln!("backend (pid {}) on {backend_addr}", backend.pid());
+    let mut targets = Vec::new();
+    for name in &plan.targets {
+        let t = start_target(name, args, backend_addr, tmp).await?;
+        eprintln!(
+            "{name} on {}{}",
+            t.addr,
+            t.proc
+                .as_ref()
+                .map(|p| format!(" (pid {})", p.pid()))
+                .unwrap_or_default()
+        );
+        targets.push(t);
+    }
+    let mut results = Results::new(&plan.targets, &plan.tunnels);
+
+    // Warm-up (not recorded): connections, handshakes and echoes through every target.
+    for t in &targets {
+        let _ = load::handshakes(t, HANDSHAKE_CONC, Duration::from_millis(300)).await;
+        let _ = load::echo(t, SMALL.0, SMALL.1, Duration::from_millis(300)).await;
+        t.settle();
+    }
+
+    // RSS per idle tunnel, once per proxy, from the warm state (later tests would leave freed
+    // memory in the allocators and hide what tunnels cost).
+    for t in targets.iter().filter(|t| t.proc.is_some()) {
+        rss(t, plan, &mut results).await;
+    }
+
+    for round in 0..plan.rounds {
+        let n = targets.len();
+        let order: Vec<&Target> = (0..n).map(|i| &targets[(i + round) % n]).collect();
+        eprintln!("round {}/{}", round + 1, plan.rounds);
+        for test in ["handshake", "echo64", "echo16k", "rtt", "http"] {
+            for t in &order {
+                t.settle();
+                let mut m = match test {
+                    "handshake" => load::handshakes(t, HANDSHAKE_CONC, plan.dur).await,
+                    "echo64" => load::echo(t, SMALL.0, SMALL.1, plan.dur).await,
+                    "echo16k" => load::echo(t, LARGE.0, LARGE.1, plan.dur).await,
+                    "rtt" => load::echo(t, 1, 64, plan.dur).await,
+                    _ => match &plan.wrk {
+                        Some(wrk) => load::http_wrk(wrk, t, HTTP_CONNS, plan.dur),
+                        None => load::http_builtin(t, HTTP_CONNS, plan.dur).await,
+                    },
+                };
+                record(&mut results, &t.name, test, &mut m);
+            }
+        }
+    }
+    backend.settle();
+
+    let meta = report::Meta::collect(args, plan, started.elapsed());
+    let table = results.render(&meta);
+    println!("{table}");
+    if let Some(out) = &args.out {
+        std::fs::write(out, &table).with_context(|| format!("writing {}", out.display()))?;
+        eprintln!("table written to {}", out.display());
+    }
+    for t in &mut targets {
+        if let Some(p) = &mut t.proc {
+            if results.had_errors(&t.name) {
+                eprintln!("{}'s output (it had failures):\n{}", t.name, p.output());
+            }
+            p.stop();
+        }
+    }
+    backend.stop();
+    Ok(())
+}
+
+/// One upgrade, one echo and one plain GET through a target.
+async fn check(t: &Target) -> anyhow::Result<()> {
+    let mut m = load::echo(t, 1, 64, Duration::from_millis(50)).await;
+    if m.ops == 0 || m.errors > 0 {
+        bail!(
+            "WebSocket echo through it failed: {}",
+            m.first_error.take().unwrap_or_default()
+        );
+    }
+    let mut h = load::http_builtin(t, 1, Duration::from_millis(50)).await;
+    if h.ops == 0 || h.errors > 0 {
+        bail!(
+            "plain GET through it failed: {}",
+            h.first_error.take().unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+fn record(results: &mut Results, target: &str, test: &str, m: &mut Measured) {
+    let p50 = m.pct_us(if test == "http" { 0.0 } else { 0.5 });
+    let p99 = m.pct_us(if test == "http" { 1.0 } else { 0.99 });
+    let cpu = m.cpu_per_op_us();
+    let (rate, rate_metric, p50m, p99m, cpum) = match test {
+        "handshake" => (m.rate(), Metric::HsRate, None, None, Metric::HsCpu),
+        "echo64" => (
+            m.rate(),
+            Metric::SmallRate,
+            Some(Metric::SmallP50),
+            Some(Metric::SmallP99),
+            Metric::SmallCpu,
+        ),
+        "echo16k" => (
+            m.rate() * LARGE.1 as f64 / 1e6,
+            Metric::LargeRate,
+            Some(Metric::LargeP50),
+            Some(Metric::LargeP99),
+            Metric::LargeCpu,
+        ),
+        "rtt" => (
+            m.rate(),
+            Metric::RttRate,
+            Some(Metric::RttP50),
+            Some(Metric::RttP99),
+            Metric::RttCpu,
+        ),
+        _ => (m.rate(), Metric::HttpRate, None, None, Metric::HttpCpu),
+    };
+    if m.ops > 0 {
+        results.add(rate_metric, target, rate);
+        if let (Some(k), Some(v)) = (p50m, p50) {
+            results.add(k, target, v);
+        }
+        if let (Some(k), Some(v)) = (p99m, p99) {
+            results.add(k, target, v);
+        }
+        if let Some(c) = cpu {
+            results.add(cpum, target, c);
+        }
+    }
+    if m.errors > 0 {
+        results.error(
+            target,
+            test,
+            m.errors,
+            m.first_error.clone().unwrap_or_default(),
+        );
+    }
+    eprintln!(
+        "  {test:<9} {target:<10} {:>10.0}/s  p50 {:>8}  p99 {:>8}  cpu/op {:>8}{}",
+        m.rate(),
+        p50.map_or("-".into(), |v| format!("{v:.0} µs")),
+        p99.map_or("-".into(), |v| format!("{v:.0} µs")),
+        cpu.map_or("-".into(), |v| format!("{v:.1} µs")),
+        if m.errors > 0 {
+            format!(
+                "  errors {} ({})",
+                m.errors,
+                m.first_error.as_deref().unwrap_or("")
+            )
+        } else {
+            String::new()
+        }
+    );
+}
+
+/// RSS held per idle tunnel, at each count in `plan.tunnels` (opened cumulatively, each
+/// figure relative to the RSS before the first tunnel).
+async fn rss(t: &Target, plan: &Plan, results: &mut Results) {
+    let Some(p) = &t.proc else { return };
+    p.settle();
+    let before = p.rss_kib();
+    let mut held = Vec::new();
+    for &n in &plan.tunnels {
+        let (more, errors, first) = load::open(t.addr, n - held.len(), 64, 1024).await;
+        held.extend(more);
+        if errors > 0 {
+            let first = first.unwrap_or_default();
+            eprintln!(
+                "  rss       {:<10} {errors} failed upgrades ({first})",
+                t.name
+            );
+            results.error(&t.name, "rss", errors, first);
+        }
+        if held.len() < n {
+            eprintln!(
+                "  rss       {:<10} only {} of {n} tunnels open",
+                t.name,
+                held.len()
+            );
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        p.settle();
+        let now = p.rss_kib();
+        let per = (now as f64 - before as f64) / n as f64;
+        eprintln!(
+            "  rss       {:<10} {n} tunnels: {before} → {now} KiB, {per:.2} KiB per tunnel",
+            t.name
+        );
+        results.add(Metric::Rss(n), &t.name, per);
+    }
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    p.settle();
+}
