@@ -9,8 +9,6 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::TcpStream;
-use tokio_rustls::client::TlsStream;
 
 use crate::config::UpstreamConfig;
 use crate::upstream::{self, ConnectError, UpstreamStream};
@@ -33,32 +31,20 @@ pub struct Exchange {
     pub leftover: BytesMut,
 }
 
-/// An exchange's connection: TCP, TLS, or in memory when the upstream is
-/// stubbed (benchmarks measure the plugin without the network).
+/// An exchange's connection: the upstream's (TCP or TLS), or in memory when
+/// the upstream is stubbed (benchmarks measure the plugin without the network).
 #[derive(Debug)]
 pub enum ExchangeStream {
-    /// A plain upstream connection.
-    Tcp(TcpStream),
-    /// A TLS upstream connection (`tls` upstreams).
-    Tls(Box<TlsStream<TcpStream>>),
+    /// A real upstream connection.
+    Net(UpstreamStream),
     /// An in-memory pipe standing in for the upstream.
     Memory(tokio::io::DuplexStream),
-}
-
-impl From<UpstreamStream> for ExchangeStream {
-    fn from(s: UpstreamStream) -> Self {
-        match s {
-            UpstreamStream::Tcp(s) => ExchangeStream::Tcp(s),
-            UpstreamStream::Tls(s) => ExchangeStream::Tls(s),
-        }
-    }
 }
 
 macro_rules! delegate {
     ($self:ident, $s:ident => $e:expr) => {
         match $self.get_mut() {
-            ExchangeStream::Tcp($s) => $e,
-            ExchangeStream::Tls($s) => $e,
+            ExchangeStream::Net($s) => $e,
             ExchangeStream::Memory($s) => $e,
         }
     };
@@ -139,7 +125,7 @@ pub async fn send(
 ) -> Result<Exchange, ExchangeError> {
     let bytes = wire::write_request(&request).map_err(ExchangeError::InvalidRequest)?;
     let (stream, addr) = upstream::connect(up).await?;
-    let mut stream = ExchangeStream::from(stream);
+    let mut stream = ExchangeStream::Net(stream);
     let bad = |reason: String| ExchangeError::BadResponse {
         upstream: up.name.clone(),
         reason,

@@ -20,7 +20,7 @@ use crate::splice::{self, Mode};
 use crate::tls::hello;
 use crate::tunnel::TunnelLimits;
 use crate::tunnel_io::End;
-use crate::upstream::{self, UpstreamStream};
+use crate::upstream;
 
 /// Time a client has to send its complete ClientHello.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -77,10 +77,7 @@ pub async fn serve(
     }
     let hello_len = buf.len() as u64;
     drop(buf);
-    let upstream_end = match stream {
-        UpstreamStream::Tcp(s) => End::Tcp(s),
-        UpstreamStream::Tls(s) => End::Other(s),
-    };
+    let upstream_end = End::from(stream);
     let limits = TunnelLimits {
         idle_timeout: config.idle_timeout,
         buffer_size: DEFAULT_BUFFER_SIZE,

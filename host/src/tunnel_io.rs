@@ -10,6 +10,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, Wr
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
+use crate::upstream::UpstreamStream;
+
 /// Any byte stream a tunnel end can be.
 pub trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
@@ -36,6 +38,15 @@ pub enum Writer {
     Tcp(OwnedWriteHalf),
     /// Other.
     Other(WriteHalf<Box<dyn Stream>>),
+}
+
+impl From<UpstreamStream> for End {
+    fn from(s: UpstreamStream) -> Self {
+        match s {
+            UpstreamStream::Tcp(s) => End::Tcp(s),
+            UpstreamStream::Tls(s) => End::Other(s),
+        }
+    }
 }
 
 impl End {

@@ -139,8 +139,7 @@ pub async fn handle(
                 };
                 let (client_end, client_first) = client_end(upgraded);
                 let upstream_end = match stream {
-                    ExchangeStream::Tcp(s) => End::Tcp(s),
-                    ExchangeStream::Tls(s) => End::Other(s),
+                    ExchangeStream::Net(s) => End::from(s),
                     ExchangeStream::Memory(m) => End::Other(Box::new(m)),
                 };
                 let mode = Mode {
