@@ -14,7 +14,8 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::server::{read_head, Prefixed, Record, Server};
+use crate::server::{read_head, Record, Server};
+use upgate::rewind::Rewind;
 
 /// The most bytes a scripted origin records after a head.
 const MAX_RECORDED: usize = 16 << 20;
@@ -54,7 +55,7 @@ where
         return;
     };
     rec.update(conn, |c| c.head = buf[..len].to_vec());
-    let io = Prefixed::new(buf.freeze(), stream);
+    let io = Rewind::new(buf.freeze(), stream);
     let ws = tokio_tungstenite::accept_hdr_async(io, select_protocol).await;
     let Ok(mut ws) = ws else {
         rec.update(conn, |c| c.closed = true);
