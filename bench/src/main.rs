@@ -8,16 +8,18 @@ mod client;
 mod load;
 mod procs;
 mod report;
+mod targets;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use load::{Measured, Target};
-use procs::{find_program, free_addr, Proc};
+use procs::find_program;
 use report::{Metric, Results};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
+use targets::{start_backend, start_target};
 
 #[derive(Parser)]
 #[command(about = "upgate vs nginx vs haproxy over one WebSocket echo backend")]
@@ -79,10 +81,6 @@ struct RunArgs {
     #[arg(long)]
     no_wrk: bool,
 }
-
-const NGINX_CONF: &str = include_str!("../peers/nginx.conf");
-const HAPROXY_CFG: &str = include_str!("../peers/haproxy.cfg");
-const NGINX_64K_LINE: &str = "# proxy_buffer_size 64k;";
 
 const HANDSHAKE_CONC: usize = 32;
 const SMALL: (usize, usize) = (50, 64); // connections, bytes
@@ -169,137 +167,6 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     result
 }
 
-fn start_backend(tmp: &Path) -> anyhow::Result<(Proc, SocketAddr)> {
-    let addr = free_addr()?;
-    let mut cmd = Command::new(std::env::current_exe()?);
-    cmd.args(["backend", "--listen", &addr.to_string()]);
-    let mut p = Proc::spawn("backend", cmd, tmp)?;
-    if let Err(e) = p.wait_listening(addr) {
-        bail!(
-            "the backend does not work: {e}; its output:\n{}",
-            p.output()
-        );
-    }
-    Ok((p, addr))
-}
-
-async fn start_target(
-    name: &str,
-    args: &RunArgs,
-    backend: SocketAddr,
-    tmp: &Path,
-) -> anyhow::Result<Target> {
-    if name == "direct" {
-        return Ok(Target {
-            name: name.into(),
-            addr: backend,
-            proc: None,
-        });
-    }
-    let addr = free_addr()?;
-    let program = |p: &str| {
-        find_program(p).with_context(|| {
-            format!(
-                "{name}: `{p}` not found: install it (scripts/bench runs `apt-get install -y \
-                 nginx haproxy`), pass its path, or leave `{name}` out of --targets"
-            )
-        })
-    };
-    let mut proc = match name {
-        "upgate" => {
-            let bin = args.upgate.canonicalize().with_context(|| {
-                format!(
-                    "upgate: no binary at {} (build it: cargo build --release -p upgate)",
-                    args.upgate.display()
-                )
-            })?;
-            let mut cmd = Command::new(bin);
-            cmd.args([
-                "--listen",
-                &addr.to_string(),
-                "--upstream",
-                &backend.to_string(),
-            ])
-            .env("RUST_LOG", &args.upgate_log)
-            .env("NO_COLOR", "1")
-            .current_dir(tmp);
-            Proc::spawn(name, cmd, tmp)?
-        }
-        "nginx" | "nginx-64k" => {
-            let prefix = tmp.join(name);
-            std::fs::create_dir_all(&prefix)?;
-            let mut conf = NGINX_CONF
-                .replace("@PREFIX@", &prefix.display().to_string())
-                .replace("@LISTEN@", &addr.to_string())
-                .replace("@BACKEND@", &backend.to_string());
-            if name == "nginx-64k" {
-                if !conf.contains(NGINX_64K_LINE) {
-                    bail!("bench/peers/nginx.conf no longer has the line `{NGINX_64K_LINE}`");
-                }
-                // The line alone fails nginx's check that `proxy_busy_buffers_size` (2 × 64k
-                // by default then) is below all `proxy_buffers` (8 × 4k) minus one, so the
-                // response buffers grow too; upgraded connections use `proxy_buffer_size` only.
-                conf = conf.replace(
-                    NGINX_64K_LINE,
-                    "proxy_buffer_size 64k; proxy_buffers 8 64k;",
-                );
-            }
-            let file = prefix.join("nginx.conf");
-            std::fs::write(&file, conf)?;
-            let mut cmd = Command::new(program(&args.nginx)?);
-            cmd.arg("-p")
-                .arg(&prefix)
-                .arg("-c")
-                .arg(&file)
-                .arg("-e")
-                .arg(prefix.join("error.log"));
-            Proc::spawn(name, cmd, tmp)?
-        }
-        "haproxy" => {
-            let cfg = HAPROXY_CFG
-                .replace("@LISTEN@", &addr.to_string())
-                .replace("@BACKEND@", &backend.to_string());
-            let file = tmp.join("haproxy.cfg");
-            std::fs::write(&file, cfg)?;
-            let mut cmd = Command::new(program(&args.haproxy)?);
-            cmd.arg("-db").arg("-f").arg(&file);
-            Proc::spawn(name, cmd, tmp)?
-        }
-        _ => unreachable!("targets are checked"),
-    };
-    let mut failed = proc.wait_listening(addr).err();
-    if failed.is_none() {
-        // Listening is not yet working: one upgrade, one echo and one plain GET through it.
-        let t = Target {
-            name: name.into(),
-            addr,
-            proc: None,
-        };
-        failed = check(&t).await.err();
-    }
-    if let Some(e) = failed {
-        let mut out = proc.output();
-        let err_log = tmp.join(name).join("error.log");
-        if let Ok(s) = std::fs::read_to_string(&err_log).map(|s| s.trim().to_string()) {
-            // nginx prints start-up errors to stderr and to error.log: show the log when it
-            // says something else.
-            let said = |l: &str| {
-                let msg = l.split_once('#').and_then(|(_, r)| r.split_once(": "));
-                out.contains(msg.map_or(l, |(_, m)| m))
-            };
-            if !s.is_empty() && !s.lines().all(said) {
-                out.push_str(&format!("\n{}:\n{s}", err_log.display()));
-            }
-        }
-        bail!("{name} does not work: {e:#}; its output:\n{out}");
-    }
-    Ok(Target {
-        name: name.into(),
-        addr,
-        proc: Some(proc),
-    })
-}
-
 async fn bench(args: &RunArgs, plan: &Plan, tmp: &Path, started: Instant) -> anyhow::Result<()> {
     let (mut backend, backend_addr) = start_backend(tmp)?;
     eprintln!("backend (pid {}) on {backend_addr}", backend.pid());
@@ -370,25 +237,6 @@ async fn bench(args: &RunArgs, plan: &Plan, tmp: &Path, started: Instant) -> any
         }
     }
     backend.stop();
-    Ok(())
-}
-
-/// One upgrade, one echo and one plain GET through a target.
-async fn check(t: &Target) -> anyhow::Result<()> {
-    let mut m = load::echo(t, 1, 64, Duration::from_millis(50)).await;
-    if m.ops == 0 || m.errors > 0 {
-        bail!(
-            "WebSocket echo through it failed: {}",
-            m.first_error.take().unwrap_or_default()
-        );
-    }
-    let mut h = load::http_builtin(t, 1, Duration::from_millis(50)).await;
-    if h.ops == 0 || h.errors > 0 {
-        bail!(
-            "plain GET through it failed: {}",
-            h.first_error.take().unwrap_or_default()
-        );
-    }
     Ok(())
 }
 
