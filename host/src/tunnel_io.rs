@@ -123,7 +123,11 @@ impl Reader {
     pub async fn read(&mut self, size: usize) -> io::Result<Chunk> {
         match self {
             Reader::Tcp(r) => loop {
-                r.readable().await?;
+                // `poll_read_ready` (not `readable()`) takes the socket's single
+                // reader-waker slot, which still holds the waker of the task that
+                // read the handshake: left there it would keep that finished task's
+                // allocation (~8 KiB) alive for as long as this side stays silent.
+                std::future::poll_fn(|cx| r.as_ref().poll_read_ready(cx)).await?;
                 let mut buf = Chunk::take(size);
                 match r.try_read(&mut buf) {
                     Ok(len) => return Ok(Chunk { buf, len }),
