@@ -24,7 +24,7 @@ use crate::wire;
 const EPOCH_TICK: Duration = Duration::from_millis(1);
 /// Budget of an `on-load` call (settings checks may parse more than a request does).
 const LOAD_DEADLINE: Duration = Duration::from_secs(1);
-/// The target plugins are built for.
+/// The target that emits plugin components directly.
 const WASM_TARGET: &str = "wasm32-wasip2";
 /// Plugin instances alive at once (pool size).
 const POOL_INSTANCES: u32 = 1000;
@@ -127,7 +127,8 @@ impl PluginRuntime {
             Some([0, b'a', b's', b'm', 0x0d, 0, 0x01, 0]) => {}
             Some([0, b'a', b's', b'm', 0x01, 0, 0, 0]) => {
                 return Err(invalid(format!(
-                    "a core wasm module, not a component: build it with --target {WASM_TARGET}"
+                    "a core wasm module, not a component: build it with --target {WASM_TARGET}, \
+                     or make a component of it (wasm-tools component new)"
                 )))
             }
             _ => {
