@@ -211,12 +211,12 @@ impl PluginRuntime {
         let deadline = route.config.limits.deadline.max(LOAD_DEADLINE);
         let mut store = self.store(plugin, route, None, deadline);
         let meter = store.data().meter.clone();
-        let instance = meter
-            .measure(plugin.pre.instantiate_async(&mut store))
-            .await
-            .map_err(|e| refused(format!("{e:#}")))?;
+        let run = async {
+            let instance = plugin.pre.instantiate_async(&mut store).await?;
+            instance.call_on_load(&mut store).await
+        };
         meter
-            .measure(instance.call_on_load(&mut store))
+            .measure(run)
             .await
             .map_err(|e| refused(format!("{e:#}")))?
             .map_err(refused)
@@ -277,19 +277,23 @@ impl PluginRuntime {
                     other(format!("{e:#}"))
                 }
             };
-        let instance = match meter
-            .measure(plugin.pre.instantiate_async(&mut store))
-            .await
-        {
-            Ok(i) => i,
-            Err(e) => return Err(classify(&store, e, CallFailure::Instantiate)),
+        // Instantiation and the call are measured as one future: each poll
+        // reads the thread's CPU clock twice, a system call.
+        let req = req.into();
+        let run = async {
+            let instance = plugin
+                .pre
+                .instantiate_async(&mut store)
+                .await
+                .map_err(|e| (e, CallFailure::Instantiate as fn(String) -> CallFailure))?;
+            instance
+                .call_on_upgrade(&mut store, &wit_peer, &req)
+                .await
+                .map_err(|e| (e, CallFailure::Trap as fn(String) -> CallFailure))
         };
-        let called = meter
-            .measure(instance.call_on_upgrade(&mut store, &wit_peer, &req.into()))
-            .await;
-        let outcome = match called {
+        let outcome = match meter.measure(run).await {
             Ok(o) => o,
-            Err(e) => return Err(classify(&store, e, CallFailure::Trap)),
+            Err((e, other)) => return Err(classify(&store, e, other)),
         };
         let table = &mut store.data_mut().table;
         let mut take = |res| {
