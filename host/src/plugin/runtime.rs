@@ -182,6 +182,7 @@ impl PluginRuntime {
             plugin.name.clone(),
             MemoryLimiter::new(limits.memory),
             stub,
+            EPOCH_TICK,
         );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -277,8 +278,7 @@ impl PluginRuntime {
                     other(format!("{e:#}"))
                 }
             };
-        // Instantiation and the call are measured as one future: each poll
-        // reads the thread's CPU clock twice, a system call.
+        // Instantiation and the call are measured as one future.
         let req = req.into();
         let run = async {
             let instance = plugin

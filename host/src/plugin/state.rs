@@ -80,12 +80,14 @@ impl ResourceLimiter for MemoryLimiter {
 }
 
 impl CallState {
-    /// Fresh state for a call on `route` by `plugin`.
+    /// Fresh state for a call on `route` by `plugin`, whose epoch callback
+    /// runs every `tick`.
     pub fn new(
         route: Arc<Route>,
         plugin: Arc<str>,
         limiter: MemoryLimiter,
         stub: Option<StubUpstream>,
+        tick: Duration,
     ) -> Self {
         CallState {
             wasi: None,
@@ -93,7 +95,7 @@ impl CallState {
             limiter,
             route,
             plugin,
-            meter: Meter::new(),
+            meter: Meter::new(tick),
             exchanges: 0,
             stub,
         }
