@@ -33,6 +33,8 @@
 
 #![deny(missing_docs)]
 
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+mod alloc;
 #[doc(hidden)]
 pub mod bindings;
 pub mod config;
@@ -46,6 +48,11 @@ pub use bindings::upgate::plugin::types::{Header, Peer, RequestHead, Response, R
 pub use bindings::upgate::plugin::upstream::{Exchange, UpstreamError};
 pub use forward::{forward_request, passthrough};
 pub use head::{list_elements, trim_ows};
+
+/// Allocations come from the instance's initial memory first (see `alloc.rs`).
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+#[global_allocator]
+static ALLOCATOR: alloc::Allocator = alloc::Allocator::new();
 
 /// The hooks upgate calls; every one has a default, so `impl Plugin for T {}`
 /// is the pass-through plugin. Hooks are associated functions: a fresh

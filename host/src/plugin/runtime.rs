@@ -24,7 +24,7 @@ use crate::wire;
 const EPOCH_TICK: Duration = Duration::from_millis(1);
 /// Budget of an `on-load` call (settings checks may parse more than a request does).
 const LOAD_DEADLINE: Duration = Duration::from_secs(1);
-/// The target plugins are built for.
+/// The target that emits plugin components directly.
 const WASM_TARGET: &str = "wasm32-wasip2";
 /// Plugin instances alive at once (pool size).
 const POOL_INSTANCES: u32 = 1000;
@@ -127,7 +127,8 @@ impl PluginRuntime {
             Some([0, b'a', b's', b'm', 0x0d, 0, 0x01, 0]) => {}
             Some([0, b'a', b's', b'm', 0x01, 0, 0, 0]) => {
                 return Err(invalid(format!(
-                    "a core wasm module, not a component: build it with --target {WASM_TARGET}"
+                    "a core wasm module, not a component: build it with --target {WASM_TARGET}, \
+                     or make a component of it (wasm-tools component new)"
                 )))
             }
             _ => {
@@ -181,6 +182,7 @@ impl PluginRuntime {
             plugin.name.clone(),
             MemoryLimiter::new(limits.memory),
             stub,
+            EPOCH_TICK,
         );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -210,12 +212,12 @@ impl PluginRuntime {
         let deadline = route.config.limits.deadline.max(LOAD_DEADLINE);
         let mut store = self.store(plugin, route, None, deadline);
         let meter = store.data().meter.clone();
-        let instance = meter
-            .measure(plugin.pre.instantiate_async(&mut store))
-            .await
-            .map_err(|e| refused(format!("{e:#}")))?;
+        let run = async {
+            let instance = plugin.pre.instantiate_async(&mut store).await?;
+            instance.call_on_load(&mut store).await
+        };
         meter
-            .measure(instance.call_on_load(&mut store))
+            .measure(run)
             .await
             .map_err(|e| refused(format!("{e:#}")))?
             .map_err(refused)
@@ -276,19 +278,22 @@ impl PluginRuntime {
                     other(format!("{e:#}"))
                 }
             };
-        let instance = match meter
-            .measure(plugin.pre.instantiate_async(&mut store))
-            .await
-        {
-            Ok(i) => i,
-            Err(e) => return Err(classify(&store, e, CallFailure::Instantiate)),
+        // Instantiation and the call are measured as one future.
+        let req = req.into();
+        let run = async {
+            let instance = plugin
+                .pre
+                .instantiate_async(&mut store)
+                .await
+                .map_err(|e| (e, CallFailure::Instantiate as fn(String) -> CallFailure))?;
+            instance
+                .call_on_upgrade(&mut store, &wit_peer, &req)
+                .await
+                .map_err(|e| (e, CallFailure::Trap as fn(String) -> CallFailure))
         };
-        let called = meter
-            .measure(instance.call_on_upgrade(&mut store, &wit_peer, &req.into()))
-            .await;
-        let outcome = match called {
+        let outcome = match meter.measure(run).await {
             Ok(o) => o,
-            Err(e) => return Err(classify(&store, e, CallFailure::Trap)),
+            Err((e, other)) => return Err(classify(&store, e, other)),
         };
         let table = &mut store.data_mut().table;
         let mut take = |res| {

@@ -18,8 +18,10 @@ use crate::upstream::ConnectError;
 
 /// Store data of one plugin call.
 pub struct CallState {
-    /// Deny-all WASI context: only what Rust's std for wasm32-wasip2 needs to start.
-    wasi: WasiCtx,
+    /// Deny-all WASI context: only what Rust's std for wasm32-wasip2 needs to
+    /// start. Built on the first WASI call, so plugins that import no WASI
+    /// (built for wasm32-unknown-unknown) never pay for it.
+    wasi: Option<WasiCtx>,
     /// Exchanges handed to the plugin, as resources.
     pub table: ResourceTable,
     /// Memory cap, remembering whether the plugin hit it.
@@ -78,24 +80,22 @@ impl ResourceLimiter for MemoryLimiter {
 }
 
 impl CallState {
-    /// Fresh state for a call on `route` by `plugin`.
+    /// Fresh state for a call on `route` by `plugin`, whose epoch callback
+    /// runs every `tick`.
     pub fn new(
         route: Arc<Route>,
         plugin: Arc<str>,
         limiter: MemoryLimiter,
         stub: Option<StubUpstream>,
+        tick: Duration,
     ) -> Self {
         CallState {
-            wasi: WasiCtx::builder()
-                .allow_tcp(false)
-                .allow_udp(false)
-                .allow_ip_name_lookup(false)
-                .build(),
+            wasi: None,
             table: ResourceTable::new(),
             limiter,
             route,
             plugin,
-            meter: Meter::new(),
+            meter: Meter::new(tick),
             exchanges: 0,
             stub,
         }
@@ -109,8 +109,15 @@ impl CallState {
 
 impl WasiView for CallState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
+        let ctx = self.wasi.get_or_insert_with(|| {
+            WasiCtx::builder()
+                .allow_tcp(false)
+                .allow_udp(false)
+                .allow_ip_name_lookup(false)
+                .build()
+        });
         WasiCtxView {
-            ctx: &mut self.wasi,
+            ctx,
             table: &mut self.table,
         }
     }
