@@ -53,6 +53,13 @@ struct RunArgs {
     /// Idle tunnel counts for the RSS figures, ascending [default: 1000,5000; quick: 200,1000].
     #[arg(long, value_delimiter = ',')]
     tunnels: Option<Vec<usize>>,
+    /// Tests to run (for profiling one path): handshake, echo64, echo16k, rtt, http, rss.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "handshake,echo64,echo16k,rtt,http,rss"
+    )]
+    tests: Vec<String>,
     /// Targets, in column order: direct, upgate, nginx, nginx-64k (the canonical config plus
     /// `proxy_buffer_size 64k`), haproxy.
     #[arg(
@@ -67,6 +74,9 @@ struct RunArgs {
     /// The upgate binary.
     #[arg(long, default_value = "target/release/upgate")]
     upgate: PathBuf,
+    /// Run upgate with proxy keepalive on its route at this interval (e.g. `30s`); default off.
+    #[arg(long)]
+    upgate_keepalive: Option<String>,
     /// RUST_LOG for upgate (the peers log nothing per request either).
     #[arg(long, default_value = "warn")]
     upgate_log: String,
@@ -86,6 +96,8 @@ const HANDSHAKE_CONC: usize = 32;
 const SMALL: (usize, usize) = (50, 64); // connections, bytes
 const LARGE: (usize, usize) = (10, 16 * 1024);
 const HTTP_CONNS: usize = 50;
+/// Upgrades in flight while opening the idle tunnels of the RSS test.
+const OPEN_CONC: usize = 64;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -121,6 +133,17 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     });
     tunnels.sort_unstable();
     tunnels.dedup();
+    let known_tests = ["handshake", "echo64", "echo16k", "rtt", "http", "rss"];
+    if let Some(t) = args
+        .tests
+        .iter()
+        .find(|t| !known_tests.contains(&t.as_str()))
+    {
+        bail!("unknown test `{t}` (known: {})", known_tests.join(", "));
+    }
+    if !args.tests.iter().any(|t| t == "rss") {
+        tunnels.clear();
+    }
     let known = ["direct", "upgate", "nginx", "nginx-64k", "haproxy"];
     for t in &args.targets {
         if !known.contains(&t.as_str()) {
@@ -202,7 +225,10 @@ async fn bench(args: &RunArgs, plan: &Plan, tmp: &Path, started: Instant) -> any
         let n = targets.len();
         let order: Vec<&Target> = (0..n).map(|i| &targets[(i + round) % n]).collect();
         eprintln!("round {}/{}", round + 1, plan.rounds);
-        for test in ["handshake", "echo64", "echo16k", "rtt", "http"] {
+        let tests = ["handshake", "echo64", "echo16k", "rtt", "http"]
+            .into_iter()
+            .filter(|t| args.tests.iter().any(|a| a == t));
+        for test in tests {
             for t in &order {
                 t.settle();
                 let mut m = match test {
@@ -311,11 +337,17 @@ fn record(results: &mut Results, target: &str, test: &str, m: &mut Measured) {
 /// figure relative to the RSS before the first tunnel).
 async fn rss(t: &Target, plan: &Plan, results: &mut Results) {
     let Some(p) = &t.proc else { return };
+    // Warm up at the concurrency the tunnels are opened with: state that scales with
+    // handshakes in flight (upgate's pooled plugin instances and their stacks, kept warm
+    // for reuse) is a fixed cost of that concurrency, not a cost of holding tunnels.
+    let (warm, _, _) = load::open(t.addr, 4 * OPEN_CONC, OPEN_CONC, 1024).await;
+    drop(warm);
+    tokio::time::sleep(Duration::from_millis(200)).await;
     p.settle();
     let before = p.rss_kib();
     let mut held = Vec::new();
     for &n in &plan.tunnels {
-        let (more, errors, first) = load::open(t.addr, n - held.len(), 64, 1024).await;
+        let (more, errors, first) = load::open(t.addr, n - held.len(), OPEN_CONC, 1024).await;
         held.extend(more);
         if errors > 0 {
             let first = first.unwrap_or_default();

@@ -386,8 +386,9 @@ impl Results {
              Proxy CPU per operation: utime+stime of all the proxy's processes and threads \
              (/proc/PID/stat; nginx: master + worker) over the measured interval, divided by \
              the operations completed in it. RSS per idle tunnel: VmRSS (nginx: master + worker) \
-             with N idle WebSocket tunnels open minus before, divided by N, from a warmed-up \
-             proxy. Handshake: connect, upgrade, close frames both ways, TCP close. Echo: one \
+             with N idle WebSocket tunnels open minus before, divided by N, from a proxy \
+             warmed up by opening and closing tunnels at the same concurrency (64 upgrades in \
+             flight). Handshake: connect, upgrade, close frames both ways, TCP close. Echo: one \
              message in flight per connection; MB = 10⁶ payload bytes echoed. The backend (one \
              thread) and the client (one thread, zero masking key) are separate processes. \
              upgate runs the pass-through plugin on every upgrade, with RUST_LOG=warn; nginx and \

@@ -61,12 +61,26 @@ pub async fn start_target(
                 )
             })?;
             let mut cmd = Command::new(bin);
-            cmd.args([
-                "--listen",
-                &addr.to_string(),
-                "--upstream",
-                &backend.to_string(),
-            ])
+            match &args.upgate_keepalive {
+                None => cmd.args([
+                    "--listen",
+                    &addr.to_string(),
+                    "--upstream",
+                    &backend.to_string(),
+                ]),
+                Some(interval) => {
+                    let conf = tmp.join("upgate.toml");
+                    std::fs::write(
+                        &conf,
+                        format!(
+                            "[[listeners]]\naddress = \"{addr}\"\n\n[upstreams.backend]\n\
+                             addresses = [\"{backend}\"]\n\n[[routes]]\nupstream = \"backend\"\n\
+                             keepalive_interval = \"{interval}\"\n"
+                        ),
+                    )?;
+                    cmd.arg("--config").arg(conf)
+                }
+            }
             .env("RUST_LOG", &args.upgate_log)
             .env("NO_COLOR", "1")
             .current_dir(tmp);
