@@ -37,6 +37,7 @@ pub mod rewind;
 pub mod router;
 pub mod server;
 pub mod splice;
+mod splice_forward;
 pub mod tls;
 pub mod tunnel;
 pub mod tunnel_io;

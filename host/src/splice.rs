@@ -12,80 +12,15 @@ use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 use tokio::time::Instant;
 
-use crate::tunnel_io::{End, Reader, Writer};
+use crate::splice_forward::{forward, frame_to, send_due_pings, Dir, Live, Side, Writers};
+use crate::tunnel_io::{End, Reader};
 
 use crate::tunnel::{ClosedBy, TunnelLimits, TunnelStats, FIN_TIMEOUT};
 use crate::tunnels::Ticket;
-use crate::ws_frame::{
-    close_frame, control_frame, control_payload, opcode, Segment, Tracker, PING, PONG,
-};
+use crate::ws_frame::close_frame;
 
 /// Longest wait for a frame boundary before closing without a close frame.
 const BOUNDARY_GRACE: Duration = Duration::from_secs(1);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Side {
-    Client,
-    Upstream,
-}
-
-impl Side {
-    fn idx(self) -> usize {
-        self as usize
-    }
-    fn other(self) -> Side {
-        match self {
-            Side::Client => Side::Upstream,
-            Side::Upstream => Side::Client,
-        }
-    }
-}
-
-/// One direction: the stream read from `from`, written to `from.other()`.
-#[derive(Default)]
-struct Dir {
-    tracker: Tracker,
-    control: Vec<u8>,
-    eof: bool,
-    closed_sent: bool,
-}
-
-/// Keepalive and liveness state of both sides.
-struct Live {
-    last_rx: [Instant; 2],
-    ping_out: [Option<(Vec<u8>, Instant)>; 2],
-    want_ping: [bool; 2],
-    pings: u64,
-    seed: u64,
-}
-
-impl Live {
-    fn mask(&mut self) -> [u8; 4] {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u64(self.seed ^ self.pings);
-        (h.finish() as u32).to_ne_bytes()
-    }
-}
-
-/// The write sides, by [`Side::idx`].
-struct Writers([Writer; 2]);
-
-impl Writers {
-    /// Writes `bytes` to `side`.
-    async fn write(&mut self, side: Side, bytes: &[u8]) -> std::io::Result<()> {
-        self.0[side.idx()].write_all(bytes).await
-    }
-
-    async fn shutdown(&mut self, side: Side) {
-        self.0[side.idx()].shutdown().await;
-    }
-}
-
-/// A frame upgate sends to `to`: masked when it goes to the upstream.
-fn frame_to(to: Side, live: &mut Live, build: impl FnOnce(Option<[u8; 4]>) -> Vec<u8>) -> Vec<u8> {
-    let mask = (to == Side::Upstream).then(|| live.mask());
-    build(mask)
-}
 
 /// How a tunnel treats its bytes.
 #[derive(Debug, Clone, Copy)]
@@ -135,6 +70,12 @@ pub async fn run(
     let mut first_closer: Option<Side> = None;
     let mut going_away: Option<(Instant, &'static str)> = None;
     let mut fin_deadline: Option<Instant> = None;
+    // One timer for the tunnel's life, moved only when a deadline comes earlier
+    // than it is set for: activity pushes deadlines later, and a timer firing
+    // early just makes the loop look at the clock, so a busy tunnel touches the
+    // timer wheel about once per idle period, not once per read.
+    let timer = tokio::time::sleep_until(start + limits.idle_timeout);
+    tokio::pin!(timer);
 
     let closed_by = 'tunnel: {
         for (side, first) in [
@@ -230,11 +171,14 @@ pub async fn run(
                 going_away.is_some(),
                 fin_deadline,
             );
+            if wake < timer.deadline() || timer.is_elapsed() {
+                timer.as_mut().reset(wake);
+            }
             let [client_r, up_r] = &mut readers;
             let (side, read) = tokio::select! {
                 r = client_r.read(limits.buffer_size), if !dirs[0].eof => (Side::Client, r),
                 r = up_r.read(limits.buffer_size), if !dirs[1].eof => (Side::Upstream, r),
-                _ = tokio::time::sleep_until(wake) => continue,
+                _ = &mut timer => continue,
                 _ = ticket.going_away(), if going_away.is_none() => {
                     going_away = Some((Instant::now(), "drain"));
                     continue;
@@ -245,9 +189,15 @@ pub async fn run(
                 Err(e) => break 'tunnel ClosedBy::Error(format!("{side:?} read: {e}")),
                 Ok(chunk) if chunk.bytes().is_empty() => {
                     dirs[i].eof = true;
-                    io.shutdown(side.other()).await;
                     first_closer.get_or_insert(side);
-                    if dirs.iter().all(|d| d.eof) {
+                    // After close frames both ways nothing more may come: close
+                    // both connections now (as nginx does) instead of half-closing
+                    // and waiting for the other side's FIN.
+                    let handshake_done = dirs.iter().all(|d| d.close_seen);
+                    if !handshake_done {
+                        io.shutdown(side.other()).await;
+                    }
+                    if handshake_done || dirs.iter().all(|d| d.eof) {
                         break 'tunnel if first_closer == Some(Side::Upstream) {
                             ClosedBy::Upstream
                         } else {
@@ -277,90 +227,16 @@ pub async fn run(
             }
         }
     };
+    let [client_w, up_w] = io.0;
+    client_w.close();
+    up_w.close();
+    drop(readers);
     TunnelStats {
         duration: start.elapsed(),
         bytes_up: bytes[0],
         bytes_down: bytes[1],
         closed_by,
     }
-}
-
-/// Sends every wanted ping whose stream is between frames.
-async fn send_due_pings(io: &mut Writers, dirs: &[Dir; 2], live: &mut Live) -> std::io::Result<()> {
-    for side in [Side::Client, Side::Upstream] {
-        let i = side.idx();
-        if live.want_ping[i] && dirs[side.other().idx()].tracker.at_boundary() {
-            live.pings += 1;
-            let token = format!("upgate-ka-{}", live.pings).into_bytes();
-            let ping = frame_to(side, live, |m| control_frame(PING, &token, m));
-            io.write(side, &ping).await?;
-            live.want_ping[i] = false;
-            live.ping_out[i] = Some((token, Instant::now()));
-        }
-    }
-    Ok(())
-}
-
-/// Forwards `chunk`, read from `from`, to the other side: data as it comes,
-/// control frames whole, the pong answering upgate's own ping swallowed, and a
-/// wanted ping injected at the first frame boundary.
-async fn forward(
-    io: &mut Writers,
-    dir: &mut Dir,
-    live: &mut Live,
-    from: Side,
-    chunk: &[u8],
-    frames: bool,
-) -> std::io::Result<()> {
-    let to = from.other();
-    if !frames {
-        return io.write(to, chunk).await;
-    }
-    let mut rest = chunk;
-    let mut pass_start = 0usize;
-    let mut pos = 0usize;
-    while !rest.is_empty() {
-        let seg = dir.tracker.feed(rest);
-        match seg {
-            Segment::Pass(n) => {
-                pos += n;
-                rest = &rest[n..];
-            }
-            Segment::Control(n) => {
-                io.write(to, &chunk[pass_start..pos]).await?;
-                dir.control.extend_from_slice(&rest[..n]);
-                pos += n;
-                pass_start = pos;
-                rest = &rest[n..];
-                if dir.tracker.control_done() {
-                    let frame = std::mem::take(&mut dir.control);
-                    let ours = opcode(&frame) == PONG
-                        && live.ping_out[from.idx()]
-                            .as_ref()
-                            .is_some_and(|(token, _)| control_payload(&frame) == *token);
-                    if ours {
-                        live.ping_out[from.idx()] = None;
-                    } else {
-                        io.write(to, &frame).await?;
-                    }
-                }
-            }
-        }
-        if dir.tracker.at_boundary() && live.want_ping[to.idx()] {
-            io.write(to, &chunk[pass_start..pos]).await?;
-            pass_start = pos;
-            live.pings += 1;
-            let token = format!("upgate-ka-{}", live.pings).into_bytes();
-            let ping = frame_to(to, live, |m| control_frame(PING, &token, m));
-            io.write(to, &ping).await?;
-            live.want_ping[to.idx()] = false;
-            live.ping_out[to.idx()] = Some((token, Instant::now()));
-        }
-    }
-    if pass_start < pos {
-        io.write(to, &chunk[pass_start..pos]).await?;
-    }
-    Ok(())
 }
 
 /// When the loop must next look at the clock.

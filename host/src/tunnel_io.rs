@@ -160,6 +160,16 @@ impl Writer {
         }
     }
 
+    /// Drops the write side without the `shutdown(2)` tokio's TCP write half
+    /// makes on drop: the tunnel drops both halves together, and closing the
+    /// socket sends the FIN anyway (one system call per side saved).
+    pub fn close(self) {
+        match self {
+            Writer::Tcp(w) => w.forget(),
+            Writer::Other(w) => drop(w),
+        }
+    }
+
     /// Half-closes (FIN).
     pub async fn shutdown(&mut self) {
         let _ = match self {
