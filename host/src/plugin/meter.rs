@@ -85,6 +85,21 @@ impl Meter {
         Duration::from_nanos(ns)
     }
 
+    /// While the current poll is younger than a tick of wall time: the time the
+    /// call has spent so far, counting that poll's wall time (an upper bound of
+    /// its CPU time). `None` between polls, and once the poll has run a tick or
+    /// the CPU clock has been consulted. Lets the epoch callback skip the CPU
+    /// clock and the yield for a call that has only just resumed.
+    pub fn fresh_poll_bound(&self) -> Option<Duration> {
+        let started = self.poll_started_ns.load(Ordering::Relaxed);
+        if started == IDLE || self.cpu_from_ns.load(Ordering::Relaxed) != IDLE {
+            return None;
+        }
+        let wall = self.wall_ns().saturating_sub(started);
+        (wall < self.tick_ns)
+            .then(|| Duration::from_nanos(self.busy_ns.load(Ordering::Relaxed) + wall))
+    }
+
     /// Runs `fut`, counting the time spent polling it.
     pub fn measure<F: Future>(self: &Arc<Self>, fut: F) -> Metered<F> {
         Metered {
@@ -178,5 +193,21 @@ mod tests {
             .measure(async { std::thread::sleep(Duration::from_millis(20)) })
             .await;
         assert_eq!(meter.busy(), TICK);
+    }
+
+    #[tokio::test]
+    async fn a_fresh_poll_has_a_wall_bound_until_it_runs_a_tick() {
+        let meter = Meter::new(TICK);
+        assert_eq!(meter.fresh_poll_bound(), None, "between polls");
+        let m = meter.clone();
+        meter
+            .measure(async move {
+                let bound = m.fresh_poll_bound().expect("a poll that just began");
+                assert!(bound < TICK, "{bound:?}");
+                std::thread::sleep(TICK * 2);
+                assert_eq!(m.fresh_poll_bound(), None, "the poll has run two ticks");
+            })
+            .await;
+        assert_eq!(meter.fresh_poll_bound(), None, "between polls");
     }
 }

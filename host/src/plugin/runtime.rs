@@ -188,6 +188,12 @@ impl PluginRuntime {
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |ctx| {
+            // A poll that began less than a tick ago (typically the call resuming
+            // after its upstream exchange) is not holding the worker: no yield,
+            // and no CPU-clock system calls.
+            if ctx.data().fresh_poll_bound().is_some_and(|b| b < deadline) {
+                return Ok(UpdateDeadline::Continue(1));
+            }
             if ctx.data().busy() > deadline {
                 Err(wasmtime::Error::new(DeadlineHit))
             } else {

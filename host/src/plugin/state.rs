@@ -105,6 +105,11 @@ impl CallState {
     pub fn busy(&self) -> Duration {
         self.meter.busy()
     }
+
+    /// See [`Meter::fresh_poll_bound`].
+    pub fn fresh_poll_bound(&self) -> Option<Duration> {
+        self.meter.fresh_poll_bound()
+    }
 }
 
 impl WasiView for CallState {
