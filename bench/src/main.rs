@@ -60,8 +60,8 @@ struct RunArgs {
         default_value = "handshake,echo64,echo16k,rtt,http,rss"
     )]
     tests: Vec<String>,
-    /// Targets, in column order: direct, upgate, nginx, nginx-64k (the canonical config plus
-    /// `proxy_buffer_size 64k`), haproxy.
+    /// Targets, in column order: direct, upgate, upgate-b (see --upgate-b), nginx, nginx-64k
+    /// (the canonical config plus `proxy_buffer_size 64k`), haproxy.
     #[arg(
         long,
         value_delimiter = ',',
@@ -74,6 +74,10 @@ struct RunArgs {
     /// The upgate binary.
     #[arg(long, default_value = "target/release/upgate")]
     upgate: PathBuf,
+    /// A second upgate binary, measured as target `upgate-b` in the same interleaved rounds
+    /// (A/B of a change on this noisy machine: `--targets upgate,upgate-b --upgate-b OLD`).
+    #[arg(long)]
+    upgate_b: Option<PathBuf>,
     /// Run upgate with proxy keepalive on its route at this interval (e.g. `30s`); default off.
     #[arg(long)]
     upgate_keepalive: Option<String>,
@@ -144,7 +148,17 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     if !args.tests.iter().any(|t| t == "rss") {
         tunnels.clear();
     }
-    let known = ["direct", "upgate", "nginx", "nginx-64k", "haproxy"];
+    let known = [
+        "direct",
+        "upgate",
+        "upgate-b",
+        "nginx",
+        "nginx-64k",
+        "haproxy",
+    ];
+    if args.targets.iter().any(|t| t == "upgate-b") && args.upgate_b.is_none() {
+        bail!("target `upgate-b` needs --upgate-b PATH (a second upgate binary to compare)");
+    }
     for t in &args.targets {
         if !known.contains(&t.as_str()) {
             bail!("unknown target `{t}` (known: {})", known.join(", "));

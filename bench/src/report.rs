@@ -222,6 +222,7 @@ impl Meta {
 fn column_name(t: &str) -> String {
     match t {
         "nginx-64k" => "nginx (64k buf)".into(),
+        "upgate-b" => "upgate (B)".into(),
         t => t.into(),
     }
 }

@@ -53,11 +53,15 @@ pub async fn start_target(
         })
     };
     let mut proc = match name {
-        "upgate" => {
-            let bin = args.upgate.canonicalize().with_context(|| {
+        "upgate" | "upgate-b" => {
+            let path = match (name, &args.upgate_b) {
+                ("upgate-b", Some(b)) => b,
+                _ => &args.upgate,
+            };
+            let bin = path.canonicalize().with_context(|| {
                 format!(
-                    "upgate: no binary at {} (build it: cargo build --release -p upgate)",
-                    args.upgate.display()
+                    "{name}: no binary at {} (build it: cargo build --release -p upgate)",
+                    path.display()
                 )
             })?;
             let mut cmd = Command::new(bin);
@@ -69,7 +73,7 @@ pub async fn start_target(
                     &backend.to_string(),
                 ]),
                 Some(interval) => {
-                    let conf = tmp.join("upgate.toml");
+                    let conf = tmp.join(format!("{name}.toml"));
                     std::fs::write(
                         &conf,
                         format!(
