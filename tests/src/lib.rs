@@ -9,7 +9,8 @@
 //! - [`origin`]: WebSocket echo, scripted raw-TCP and silent origins.
 //! - [`http_origin`]: a hyper origin for plain GET/POST (streaming echo).
 //! - [`proxy`]: a builder for upgate configs, started in-process.
-//! - [`files`]: a temp folder per test; replacing files by rename or in place.
+//! - [`files`]: a temp folder per test; replacing files by rename or in place;
+//!   paths as TOML strings.
 //! - [`ws`]: a tokio-tungstenite client through the proxy.
 //! - [`raw`]: a byte-level client (exact heads, chunked bodies, frames).
 //! - [`frame`]: WebSocket frames, encoded and parsed by hand.
