@@ -16,6 +16,7 @@
 //! - [`frame`]: WebSocket frames, encoded and parsed by hand.
 //! - [`python`]: the Python `websockets` peers of the permessage-deflate test.
 //! - [`tls`]: a throwaway CA (rcgen), certificate files, TLS clients and wss.
+//! - [`traffic`]: background tunnels and upgrades that must survive a disturbance.
 //!
 //! ```no_run
 //! # async fn demo() {
@@ -39,6 +40,7 @@ pub mod python;
 pub mod raw;
 pub mod server;
 pub mod tls;
+pub mod traffic;
 pub mod ws;
 
 use std::future::Future;
