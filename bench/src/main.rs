@@ -6,6 +6,7 @@
 mod backend;
 mod client;
 mod load;
+mod meta;
 mod procs;
 mod report;
 mod targets;
@@ -28,6 +29,8 @@ struct Cli {
     cmd: Cmd,
 }
 
+// Parsed once per process: the size of the `Run` variant costs nothing worth a `Box`.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Cmd {
     /// Run the benchmark (what scripts/bench does).
@@ -175,7 +178,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         tunnels,
         targets: args.targets.clone(),
         wrk,
-        load_start: report::loadavg(),
+        load_start: meta::loadavg(),
     };
 
     // 5k tunnels: 5k fds here, 10k in the proxy (children inherit this limit).
@@ -261,7 +264,7 @@ async fn bench(args: &RunArgs, plan: &Plan, tmp: &Path, started: Instant) -> any
     }
     backend.settle();
 
-    let meta = report::Meta::collect(args, plan, started.elapsed());
+    let meta = meta::Meta::collect(args, plan, started.elapsed());
     let table = results.render(&meta);
     println!("{table}");
     if let Some(out) = &args.out {

@@ -1,6 +1,7 @@
 //! Files a test hands to upgate (config files, plugin files): a fresh temporary
 //! folder per test, removed when dropped, and the two ways deploy tools replace
-//! a file: write a temporary file and rename it into place, or overwrite in place.
+//! a file: write a temporary file and rename it into place, or overwrite in place;
+//! and a path written as a TOML string, for config text that names a file.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -68,4 +69,9 @@ pub fn replace_by_rename(path: &Path, bytes: &[u8]) {
 /// Overwrites `path` in place (truncate, then write): a reader may see it half written.
 pub fn overwrite(path: &Path, bytes: &[u8]) {
     std::fs::write(path, bytes).unwrap();
+}
+
+/// `p` as a quoted TOML string, for config text naming a file.
+pub fn toml_path(p: &Path) -> String {
+    format!("{:?}", p.display().to_string())
 }

@@ -9,12 +9,14 @@
 //! - [`origin`]: WebSocket echo, scripted raw-TCP and silent origins.
 //! - [`http_origin`]: a hyper origin for plain GET/POST (streaming echo).
 //! - [`proxy`]: a builder for upgate configs, started in-process.
-//! - [`files`]: a temp folder per test; replacing files by rename or in place.
+//! - [`files`]: a temp folder per test; replacing files by rename or in place;
+//!   paths as TOML strings.
 //! - [`ws`]: a tokio-tungstenite client through the proxy.
 //! - [`raw`]: a byte-level client (exact heads, chunked bodies, frames).
 //! - [`frame`]: WebSocket frames, encoded and parsed by hand.
 //! - [`python`]: the Python `websockets` peers of the permessage-deflate test.
 //! - [`tls`]: a throwaway CA (rcgen), certificate files, TLS clients and wss.
+//! - [`traffic`]: background tunnels and upgrades that must survive a disturbance.
 //!
 //! ```no_run
 //! # async fn demo() {
@@ -38,6 +40,7 @@ pub mod python;
 pub mod raw;
 pub mod server;
 pub mod tls;
+pub mod traffic;
 pub mod ws;
 
 use std::future::Future;
