@@ -16,6 +16,11 @@ use upgate::plugin::{Decision, PeerInfo, PluginRuntime};
 use upgate::wire::{Header, RequestHead, ResponseHead};
 use upgate::Config;
 
+/// The allocator the `upgate` binary uses (see host/src/main.rs), so the bench
+/// measures what the proxy does.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const WARMUP: usize = 2_000;
 const SAMPLES: usize = 20_000;
 
