@@ -1,9 +1,10 @@
 //! Hot reload. A `notify` watcher on the folders of every plugin file in use
-//! (and of the config file) feeds a debounce loop; a changed plugin is compiled
+//! (and of the config file and the certificate, key and CA files it names)
+//! feeds a debounce loop; a changed plugin is compiled
 //! off the async workers, checked (a component of the right world that
 //! instantiates and accepts each route's settings), and swapped in for its
-//! routes; a changed config (or SIGHUP) is loaded, validated and swapped in
-//! whole. Whatever fails is refused with its reason logged, and what was
+//! routes; a changed config or TLS file (or SIGHUP) has the config loaded,
+//! validated and swapped in whole. Whatever fails is refused with its reason logged, and what was
 //! running keeps serving. Open tunnels never depend on a snapshot, so no swap
 //! touches them; upgrades inside the old version finish on it.
 
@@ -91,6 +92,9 @@ impl Reloader {
                 PluginSource::Embedded => None,
             })
             .collect();
+        if self.config_path.is_some() {
+            files.extend(snapshot.config.tls_files.iter().map(|p| absolute(p)));
+        }
         files.extend(self.config_path.clone());
         let (Ok(mut watcher), Ok(mut dirs)) = (self.watcher.lock(), self.watched_dirs.lock())
         else {
@@ -124,9 +128,7 @@ impl Reloader {
                 match tokio::time::timeout(DEBOUNCE, rx.recv()).await {
                     Ok(next) => next,
                     Err(_) => {
-                        for path in pending.drain() {
-                            self.changed(&path).await;
-                        }
+                        self.changed(pending.drain().collect()).await;
                         continue;
                     }
                 }
@@ -140,20 +142,35 @@ impl Reloader {
         }
     }
 
-    async fn changed(&self, path: &Path) {
-        if self.config_path.as_deref() == Some(path) {
+    /// Acts on a debounced batch of changed files: one config reload if the
+    /// config file or any certificate, key or CA file it names changed (a
+    /// renewal that rewrites a certificate and its key is one reload), then each
+    /// changed plugin file in use.
+    async fn changed(&self, paths: Vec<PathBuf>) {
+        let snapshot = self.shared.snapshot();
+        let tls_file = |path: &Path| {
+            snapshot
+                .config
+                .tls_files
+                .iter()
+                .any(|f| absolute(f) == path)
+        };
+        let config_changed = self.config_path.is_some()
+            && paths
+                .iter()
+                .any(|p| self.config_path.as_deref() == Some(p.as_path()) || tls_file(p));
+        if config_changed {
             let _ = self.reload_config().await;
-            return;
         }
-        let in_use = self
-            .shared
-            .snapshot()
-            .config
-            .routes
-            .iter()
-            .any(|r| matches!(&r.plugin, PluginSource::File(p) if absolute(p) == path));
-        if in_use {
-            let _ = self.reload_plugin(path).await;
+        for path in &paths {
+            let in_use = snapshot
+                .config
+                .routes
+                .iter()
+                .any(|r| matches!(&r.plugin, PluginSource::File(p) if absolute(p) == *path));
+            if in_use && self.config_path.as_deref() != Some(path.as_path()) {
+                let _ = self.reload_plugin(path).await;
+            }
         }
     }
 

@@ -1,7 +1,7 @@
 //! TLS terminated by upgate, with certificates made in each test by a
 //! throwaway CA: wss:// clients on a TLS listener (certificate chosen by SNI,
 //! the plugin told scheme and server name), plain HTTP refused on it, the
-//! certificate rotated by a config reload, and TLS tunnels (terminated and
+//! certificate rotated by a config reload or by rewriting its files, and TLS tunnels (terminated and
 //! passed through) closed by a drain. TLS to upstreams and pass-through
 //! routing are in `tls_upstreams.rs`.
 
@@ -163,6 +163,65 @@ async fn a_config_reload_rotates_the_certificate() {
     let (mut after, served) = tls::wss_connect(addr, "a.test", "/", ca.client_config()).await;
     assert_eq!(served, new.der, "a new connection gets the new certificate");
     ws::round_trip(&mut after, "new").await;
+    ws::round_trip(&mut before, "the open tunnel is untouched").await;
+    within("proxy shutdown", proxy.shutdown()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rewritten_certificate_file_is_served_without_any_reload_command() {
+    let ca = Ca::new("renewal CA");
+    let (old, new) = (ca.issue(&["a.test"]), ca.issue(&["a.test"]));
+    let echo = origin::ws_echo().await;
+    // The files the config names, as a renewal tool would rewrite them in place,
+    // in a folder of their own (not the config file's, which is watched anyway).
+    let live = ca.dir().join("live");
+    std::fs::create_dir_all(&live).unwrap();
+    let (cert, key) = (live.join("cert.pem"), live.join("key.pem"));
+    std::fs::copy(&old.cert_path, &cert).unwrap();
+    std::fs::copy(&old.key_path, &key).unwrap();
+    let config_path = ca.dir().join("upgate.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "[[listeners]]\naddress = \"127.0.0.1:0\"\ntls = {{ certs = [{{ cert = {}, key = {} }}] }}\n\
+             [upstreams.echo]\naddresses = [\"{}\"]\n[[routes]]\nupstream = \"echo\"\n",
+            toml_path(&cert),
+            toml_path(&key),
+            echo.addr()
+        ),
+    )
+    .unwrap();
+    let config = upgate::Config::load(&config_path).unwrap();
+    let proxy = within("proxy start", upgate::Proxy::start(config))
+        .await
+        .unwrap();
+    let addr = proxy.local_addrs()[0];
+    let (mut before, served) = tls::wss_connect(addr, "a.test", "/", ca.client_config()).await;
+    assert_eq!(served, old.der);
+    let generation = proxy.generation();
+    // Certificate first, key a moment later: the renewal must not be half applied.
+    std::fs::copy(&new.cert_path, &cert).unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    std::fs::copy(&new.key_path, &key).unwrap();
+    let mut served_new = false;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let (mut ws, served) = tls::wss_connect(addr, "a.test", "/", ca.client_config()).await;
+        ws::round_trip(&mut ws, "during renewal").await;
+        if served == new.der {
+            served_new = true;
+            break;
+        }
+        assert_eq!(
+            served, old.der,
+            "either certificate, never a failed handshake"
+        );
+    }
+    assert!(
+        served_new,
+        "the new certificate is served within 2 s of the write"
+    );
+    assert!(proxy.generation() > generation, "a config reload happened");
     ws::round_trip(&mut before, "the open tunnel is untouched").await;
     within("proxy shutdown", proxy.shutdown()).await;
 }

@@ -91,6 +91,8 @@ pub struct Config {
     pub upstreams: BTreeMap<String, UpstreamConfig>,
     /// Routes, in config order (the router ranks them per request: host, then longest prefix).
     pub routes: Vec<RouteConfig>,
+    /// Certificate, key and CA files read for TLS: a change to one reloads the config.
+    pub tls_files: Vec<PathBuf>,
 }
 
 /// One upstream: addresses tried in order when a connect fails.

@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::{duration, size, FailurePolicy};
@@ -159,6 +159,21 @@ pub struct RawRoute {
 }
 
 impl RawConfig {
+    /// Every certificate, key and CA file the config names (listeners' `tls`,
+    /// upstreams' `tls`), relative paths taken from `base`: the files a change
+    /// of which reloads the config.
+    pub fn tls_files(&self, base: &Path) -> Vec<PathBuf> {
+        let listeners = self.listeners.iter().filter_map(|l| l.tls.as_ref());
+        let certs = listeners.flat_map(|t| t.certs.iter().flat_map(|c| [&c.cert, &c.key]));
+        let upstreams = self.upstreams.values().filter_map(|u| match &u.tls {
+            Some(RawUpstreamTls::On(t)) => Some(t),
+            _ => None,
+        });
+        let client =
+            upstreams.flat_map(|t| [&t.ca, &t.client_cert, &t.client_key].into_iter().flatten());
+        certs.chain(client).map(|p| base.join(p)).collect()
+    }
+
     /// What quick mode (`--listen`, `--upstream`, `--plugin`) stands for.
     pub fn quick(
         listen: SocketAddr,

@@ -36,6 +36,7 @@ impl Checker<'_> {
 
 pub fn validate(raw: RawConfig, file: &str, base: &Path) -> Result<Config, ConfigError> {
     let c = Checker { file };
+    let tls_files = raw.tls_files(base);
     let mut upstreams = BTreeMap::new();
     for (name, u) in raw.upstreams {
         let up = upstream(&c, &name, u, base)?;
@@ -75,6 +76,7 @@ pub fn validate(raw: RawConfig, file: &str, base: &Path) -> Result<Config, Confi
         listeners,
         upstreams,
         routes,
+        tls_files,
     })
 }
 
