@@ -1,8 +1,8 @@
 //! The two ends of a tunnel as the splice loop sees them. Plain TCP ends wait
 //! for readiness and only then borrow a buffer from a shared pool, so an idle
 //! tunnel holds no copy buffer at all (memory per idle tunnel stays small,
-//! whatever `buffer_size` is). Other ends (TLS, in-memory) read with a buffer
-//! of their own.
+//! whatever `buffer_size` is). Other ends (TLS, in-memory) wait inside their
+//! read, so they read at most 16 KiB at a time with a buffer of their own.
 
 use std::io;
 use std::sync::Mutex;
@@ -74,17 +74,23 @@ struct Pool {
 }
 
 /// Most buffers kept in the pool.
-const POOL_KEEP: usize = 256;
+const POOL_KEEP: usize = 64;
 
 static POOL: Mutex<Pool> = Mutex::new(Pool {
     size: 0,
     free: Vec::new(),
 });
 
-/// A buffer borrowed from the pool; goes back when dropped.
+/// Most a non-TCP end (TLS, in memory) reads at once: its read waits with the
+/// buffer held, so an idle TLS tunnel holds this much per direction whatever
+/// `buffer_size` is (a TLS record carries at most 16 KiB anyway).
+const OTHER_READ_MAX: usize = 16 * 1024;
+
+/// A read buffer: borrowed from the pool (and back when dropped), or its own.
 pub struct Chunk {
     buf: Vec<u8>,
     len: usize,
+    pooled: bool,
 }
 
 impl Chunk {
@@ -107,6 +113,9 @@ impl Chunk {
 
 impl Drop for Chunk {
     fn drop(&mut self) {
+        if !self.pooled {
+            return;
+        }
         let buf = std::mem::take(&mut self.buf);
         if let Ok(mut pool) = POOL.lock() {
             if pool.size != buf.len() {
@@ -147,21 +156,41 @@ impl Reader {
                     Ok(n)
                 });
                 match read {
-                    Ok(len) => return Ok(Chunk { buf, len }),
+                    Ok(len) => {
+                        return Ok(Chunk {
+                            buf,
+                            len,
+                            pooled: true,
+                        })
+                    }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock && short > 0 => {
-                        return Ok(Chunk { buf, len: short })
+                        return Ok(Chunk {
+                            buf,
+                            len: short,
+                            pooled: true,
+                        })
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        drop(Chunk { buf, len: 0 });
+                        drop(Chunk {
+                            buf,
+                            len: 0,
+                            pooled: true,
+                        });
                         continue;
                     }
                     Err(e) => return Err(e),
                 }
             },
             Reader::Other(r) => {
-                let mut buf = Chunk::take(size);
+                let own = size.min(OTHER_READ_MAX);
+                let pooled = own == size;
+                let mut buf = if pooled {
+                    Chunk::take(size)
+                } else {
+                    vec![0u8; own]
+                };
                 let len = r.read(&mut buf).await?;
-                Ok(Chunk { buf, len })
+                Ok(Chunk { buf, len, pooled })
             }
         }
     }

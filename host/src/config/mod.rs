@@ -43,7 +43,7 @@ pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default time a side has to answer upgate's keepalive ping.
 pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default size of each of a tunnel's two copy buffers.
-pub const DEFAULT_BUFFER_SIZE: usize = 16 * 1024;
+pub const DEFAULT_BUFFER_SIZE: usize = 64 * 1024;
 
 /// A configuration error: the file (if any), the key, and why.
 #[derive(Debug, thiserror::Error)]
@@ -225,7 +225,7 @@ pub struct RouteConfig {
     pub limits: PluginLimits,
     /// What a plugin failure answers (`on_plugin_failure`, default `fail-closed`).
     pub on_plugin_failure: FailurePolicy,
-    /// Size of each tunnel copy buffer in bytes (`buffer_size`, default 16384).
+    /// Size of each tunnel copy buffer in bytes (`buffer_size`, default 65536).
     pub buffer_size: usize,
     /// Close a tunnel after this long whatever its traffic (`max_lifetime`, default none).
     pub max_lifetime: Option<Duration>,
