@@ -11,6 +11,8 @@ use upgate::{Config, Proxy};
 /// each connection's handshake state (~8 KiB) while its small tunnel state
 /// (~2 KiB) lives on would otherwise fragment glibc's heap, and idle tunnels
 /// would cost several times their live size in RSS (docs/performance.md).
+/// Version 2 of mimalloc (feature `v2`): with version 3, plain HTTP proxying
+/// cost about 15 % more CPU per request than with glibc.
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
