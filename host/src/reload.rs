@@ -48,6 +48,14 @@ fn absolute(path: &Path) -> PathBuf {
     }
 }
 
+/// The plugin files the routes of `config` use, absolute.
+fn plugin_files(config: &Config) -> impl Iterator<Item = PathBuf> + '_ {
+    config.routes.iter().filter_map(|r| match &r.plugin {
+        PluginSource::File(p) => Some(absolute(p)),
+        PluginSource::Embedded => None,
+    })
+}
+
 impl Reloader {
     /// Starts watching the plugin files of the current snapshot and, if given, the config file.
     pub fn start(shared: Arc<Shared>, config_path: Option<PathBuf>) -> Arc<Reloader> {
@@ -83,15 +91,7 @@ impl Reloader {
     /// Makes sure the folder of every file in use is watched.
     fn watch_current(&self) {
         let snapshot = self.shared.snapshot();
-        let mut files: Vec<PathBuf> = snapshot
-            .config
-            .routes
-            .iter()
-            .filter_map(|r| match &r.plugin {
-                PluginSource::File(p) => Some(absolute(p)),
-                PluginSource::Embedded => None,
-            })
-            .collect();
+        let mut files: Vec<PathBuf> = plugin_files(&snapshot.config).collect();
         if self.config_path.is_some() {
             files.extend(snapshot.config.tls_files.iter().map(|p| absolute(p)));
         }
@@ -148,29 +148,25 @@ impl Reloader {
     /// changed plugin file in use.
     async fn changed(&self, paths: Vec<PathBuf>) {
         let snapshot = self.shared.snapshot();
-        let tls_file = |path: &Path| {
-            snapshot
-                .config
-                .tls_files
-                .iter()
-                .any(|f| absolute(f) == path)
-        };
+        // Resolved once per batch: `absolute` canonicalizes each file's folder.
+        let tls_files: HashSet<PathBuf> = snapshot
+            .config
+            .tls_files
+            .iter()
+            .map(|f| absolute(f))
+            .collect();
+        let plugins: HashSet<PathBuf> = plugin_files(&snapshot.config).collect();
+        let is_config = |p: &PathBuf| self.config_path.as_ref() == Some(p);
         let config_changed = self.config_path.is_some()
-            && paths
-                .iter()
-                .any(|p| self.config_path.as_deref() == Some(p.as_path()) || tls_file(p));
+            && paths.iter().any(|p| is_config(p) || tls_files.contains(p));
         if config_changed {
             let _ = self.reload_config().await;
         }
-        for path in &paths {
-            let in_use = snapshot
-                .config
-                .routes
-                .iter()
-                .any(|r| matches!(&r.plugin, PluginSource::File(p) if absolute(p) == *path));
-            if in_use && self.config_path.as_deref() != Some(path.as_path()) {
-                let _ = self.reload_plugin(path).await;
-            }
+        for path in paths
+            .iter()
+            .filter(|p| plugins.contains(*p) && !is_config(p))
+        {
+            let _ = self.reload_plugin(path).await;
         }
     }
 
