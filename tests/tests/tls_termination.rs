@@ -134,6 +134,26 @@ async fn a_tls_listener_refuses_plain_http_and_keeps_serving() {
     ws::round_trip(&mut client, "still serving").await;
 }
 
+/// Writes to `path` a config with one TLS listener serving `cert` and `key`
+/// in front of the WebSocket echo at `echo`.
+fn write_tls_config(path: &Path, cert: &Path, key: &Path, echo: impl std::fmt::Display) {
+    let text = format!(
+        "[[listeners]]\naddress = \"127.0.0.1:0\"\ntls = {{ certs = [{{ cert = {}, key = {} }}] }}\n\
+         [upstreams.echo]\naddresses = [\"{echo}\"]\n[[routes]]\nupstream = \"echo\"\n",
+        toml_path(cert),
+        toml_path(key),
+    );
+    std::fs::write(path, text).unwrap();
+}
+
+/// Starts upgate from the config file at `path` (so it watches that file and its TLS files).
+async fn start_from_file(path: &Path) -> upgate::Proxy {
+    let config = upgate::Config::load(path).unwrap();
+    within("proxy start", upgate::Proxy::start(config))
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_config_reload_rotates_the_certificate() {
     let ca = Ca::new("rotation CA");
@@ -141,20 +161,10 @@ async fn a_config_reload_rotates_the_certificate() {
     let echo = origin::ws_echo().await;
     let config_path = ca.dir().join("upgate.toml");
     let write_config = |leaf: &tls::Leaf| {
-        let text = format!(
-            "[[listeners]]\naddress = \"127.0.0.1:0\"\ntls = {{ certs = [{{ cert = {}, key = {} }}] }}\n\
-             [upstreams.echo]\naddresses = [\"{}\"]\n[[routes]]\nupstream = \"echo\"\n",
-            toml_path(&leaf.cert_path),
-            toml_path(&leaf.key_path),
-            echo.addr()
-        );
-        std::fs::write(&config_path, text).unwrap();
+        write_tls_config(&config_path, &leaf.cert_path, &leaf.key_path, echo.addr())
     };
     write_config(&old);
-    let config = upgate::Config::load(&config_path).unwrap();
-    let proxy = within("proxy start", upgate::Proxy::start(config))
-        .await
-        .unwrap();
+    let proxy = start_from_file(&config_path).await;
     let addr = proxy.local_addrs()[0];
     let (mut before, served) = tls::wss_connect(addr, "a.test", "/", ca.client_config()).await;
     assert_eq!(served, old.der);
@@ -180,21 +190,8 @@ async fn a_rewritten_certificate_file_is_served_without_any_reload_command() {
     std::fs::copy(&old.cert_path, &cert).unwrap();
     std::fs::copy(&old.key_path, &key).unwrap();
     let config_path = ca.dir().join("upgate.toml");
-    std::fs::write(
-        &config_path,
-        format!(
-            "[[listeners]]\naddress = \"127.0.0.1:0\"\ntls = {{ certs = [{{ cert = {}, key = {} }}] }}\n\
-             [upstreams.echo]\naddresses = [\"{}\"]\n[[routes]]\nupstream = \"echo\"\n",
-            toml_path(&cert),
-            toml_path(&key),
-            echo.addr()
-        ),
-    )
-    .unwrap();
-    let config = upgate::Config::load(&config_path).unwrap();
-    let proxy = within("proxy start", upgate::Proxy::start(config))
-        .await
-        .unwrap();
+    write_tls_config(&config_path, &cert, &key, echo.addr());
+    let proxy = start_from_file(&config_path).await;
     let addr = proxy.local_addrs()[0];
     let (mut before, served) = tls::wss_connect(addr, "a.test", "/", ca.client_config()).await;
     assert_eq!(served, old.der);
