@@ -87,19 +87,30 @@ impl Target {
     }
 }
 
-/// Runs `dur`, then raises `stop`; returns the interval and the proxy CPU over it.
-async fn interval(
+/// Runs `dur`, then raises `stop` and adds up what `tasks` measured, on top of `start`
+/// (failures from before the interval), with the interval and the proxy CPU over it.
+async fn finish(
     t: &Target,
     stop: &AtomicBool,
     dur: Duration,
     cpu0: Option<f64>,
     t0: Instant,
-) -> (f64, Option<f64>) {
+    tasks: Vec<tokio::task::JoinHandle<Measured>>,
+    start: Measured,
+) -> Measured {
     tokio::time::sleep(dur).await;
     stop.store(true, Ordering::SeqCst);
-    let secs = t0.elapsed().as_secs_f64();
-    let cpu = t.cpu().zip(cpu0).map(|(a, b)| a - b);
-    (secs, cpu)
+    let mut total = Measured {
+        secs: t0.elapsed().as_secs_f64(),
+        cpu: t.cpu().zip(cpu0).map(|(a, b)| a - b),
+        ..start
+    };
+    for task in tasks {
+        if let Ok(m) = task.await {
+            total.merge(m.ops, m.lat, m.errors, m.first_error);
+        }
+    }
+    total
 }
 
 /// Connect + upgrade + closing handshake, `conc` at a time.
@@ -133,18 +144,7 @@ pub async fn handshakes(t: &Target, conc: usize, dur: Duration) -> Measured {
             })
         })
         .collect();
-    let (secs, cpu) = interval(t, &stop, dur, cpu0, t0).await;
-    let mut total = Measured {
-        secs,
-        cpu,
-        ..Default::default()
-    };
-    for task in tasks {
-        if let Ok(m) = task.await {
-            total.merge(m.ops, m.lat, m.errors, m.first_error);
-        }
-    }
-    total
+    finish(t, &stop, dur, cpu0, t0, tasks, Measured::default()).await
 }
 
 /// Opens `n` WebSocket connections, `conc` handshakes at a time, trying each up to three
@@ -256,18 +256,10 @@ pub async fn echo(t: &Target, conns: usize, size: usize, dur: Duration) -> Measu
             })
         })
         .collect();
-    let (secs, cpu) = interval(t, &stop, dur, cpu0, t0).await;
-    let mut total = Measured {
-        secs,
-        cpu,
+    let start = Measured {
         errors,
         first_error,
         ..Default::default()
     };
-    for task in tasks {
-        if let Ok(m) = task.await {
-            total.merge(m.ops, m.lat, m.errors, m.first_error);
-        }
-    }
-    total
+    finish(t, &stop, dur, cpu0, t0, tasks, start).await
 }

@@ -2,7 +2,7 @@
 //! is parsed here). Shares [`Measured`] and the measured interval with the WebSocket tests in
 //! [`crate::load`].
 
-use super::{interval, Measured, Target};
+use super::{finish, Measured, Target};
 use crate::client::Http;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -52,18 +52,7 @@ pub async fn http_builtin(t: &Target, conns: usize, dur: Duration) -> Measured {
             })
         })
         .collect();
-    let (secs, cpu) = interval(t, &stop, dur, cpu0, t0).await;
-    let mut total = Measured {
-        secs,
-        cpu,
-        ..Default::default()
-    };
-    for task in tasks {
-        if let Ok(m) = task.await {
-            total.merge(m.ops, m.lat, m.errors, m.first_error);
-        }
-    }
-    total
+    finish(t, &stop, dur, cpu0, t0, tasks, Measured::default()).await
 }
 
 /// Plain HTTP keep-alive GETs with `wrk` (one thread, `conns` connections).
