@@ -41,13 +41,16 @@ pub mod config;
 pub mod forward;
 mod head;
 pub mod log;
+mod types;
 pub mod upstream;
 
-pub use bindings::upgate::plugin::decision::{Outcome, Tunnel};
-pub use bindings::upgate::plugin::types::{Header, Peer, RequestHead, Response, ResponseHead};
-pub use bindings::upgate::plugin::upstream::{Exchange, UpstreamError};
+pub use bindings::upgate::plugin::types::Peer;
+pub use bindings::upgate::plugin::upstream::UpstreamError;
 pub use forward::{forward_request, passthrough};
 pub use head::{list_elements, trim_ows};
+#[doc(hidden)]
+pub use types::on_upgrade as __on_upgrade;
+pub use types::{Exchange, Header, Outcome, RequestHead, Response, ResponseHead, Tunnel};
 
 /// Allocations come from the instance's initial memory first (see `alloc.rs`).
 #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
@@ -82,8 +85,11 @@ macro_rules! export_plugin {
                 <$ty as $crate::Plugin>::on_load()
             }
 
-            fn on_upgrade(peer: $crate::Peer, req: $crate::RequestHead) -> $crate::Outcome {
-                <$ty as $crate::Plugin>::on_upgrade(peer, req)
+            fn on_upgrade(
+                peer: $crate::Peer,
+                req: $crate::bindings::upgate::plugin::types::RequestHead,
+            ) -> $crate::bindings::upgate::plugin::decision::Outcome {
+                $crate::__on_upgrade::<$ty>(peer, req)
             }
         }
 

@@ -16,5 +16,5 @@ pub const DEFAULT: &str = "";
 /// Return the [`Exchange`] in an [`Outcome`](crate::Outcome) to tunnel or relay
 /// it; dropping it closes the upstream connection.
 pub fn send(upstream: &str, req: &RequestHead) -> Result<Exchange, UpstreamError> {
-    wit::send(upstream, req)
+    wit::send(upstream, &req.to_wit()).map(Exchange::new)
 }

@@ -176,3 +176,18 @@ async fn a_plugin_refusing_its_settings_stops_the_start() {
     assert!(err.starts_with("routes[0].plugin: "), "{err}");
     assert!(err.contains("load refused"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_header_block_from_a_plugin_is_an_invalid_request() {
+    let echo = origin::ws_echo().await;
+    let proxy = proxy::start([route("/", echo.addr()).probe("bad-block")]).await;
+    let mut client = RawConn::connect(proxy.addr()).await;
+    client.send(raw::upgrade_request("/", "")).await;
+    let res = client.read_response().await;
+    assert_eq!(res.status(), 200, "{}", res.text());
+    assert_eq!(
+        res.text(),
+        "refused: malformed header block: shorter than its length table"
+    );
+    assert_eq!(echo.connections(), 0, "nothing may reach the upstream");
+}

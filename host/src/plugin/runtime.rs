@@ -285,7 +285,7 @@ impl PluginRuntime {
                 }
             };
         // Instantiation and the call are measured as one future.
-        let req = req.into();
+        let req = (&req).into();
         let run = async {
             let instance = plugin
                 .pre
@@ -307,26 +307,25 @@ impl PluginRuntime {
                 .delete(res)
                 .map_err(|e| CallFailure::BadOutcome(format!("exchange handle: {e}")))
         };
+        let head = |h: bindings::ResponseHead| {
+            wire::ResponseHead::try_from(h).map_err(CallFailure::BadOutcome)
+        };
         Ok(match outcome {
             Outcome::Tunnel(t) => Decision::Tunnel {
                 exchange: take(t.exchange)?,
-                client_head: t.client_head.map(Into::into),
+                client_head: t.client_head.map(head).transpose()?,
             },
             Outcome::Relay(ex) => Decision::Relay(take(ex)?),
             Outcome::Respond(r) => {
-                let size = r.body.len()
-                    + r.head
-                        .headers
-                        .iter()
-                        .map(|h| h.name.len() + h.value.len())
-                        .sum::<usize>();
+                // The encoded header block stands for the header bytes.
+                let size = r.body.len() + r.head.headers.len();
                 if size > limits.output {
                     return Err(CallFailure::BadOutcome(format!(
                         "response of {size} bytes is over the {} byte limit",
                         limits.output
                     )));
                 }
-                Decision::Respond(r.head.into(), r.body)
+                Decision::Respond(head(r.head)?, r.body)
             }
         })
     }

@@ -15,6 +15,7 @@ use super::bindings::{Level, RequestHead, ResponseHead, UpstreamError};
 use crate::exchange::{self, Exchange, ExchangeError, StubUpstream};
 use crate::router::Route;
 use crate::upstream::ConnectError;
+use crate::wire;
 
 /// Store data of one plugin call.
 pub struct CallState {
@@ -145,12 +146,16 @@ impl upstream::Host for CallState {
             return Ok(Err(UpstreamError::UnknownUpstream(name)));
         };
         self.exchanges += 1;
+        let req = match wire::RequestHead::try_from(req) {
+            Ok(req) => req,
+            Err(reason) => return Ok(Err(UpstreamError::InvalidRequest(reason))),
+        };
         if let Some(stub) = &self.stub {
-            let ex = exchange::stubbed(up, req.into(), stub);
+            let ex = exchange::stubbed(up, req, stub);
             return Ok(Ok(self.table.push(ex)?));
         }
         let up = up.clone();
-        let result = exchange::send(&up, req.into(), self.route.config.response_timeout).await;
+        let result = exchange::send(&up, req, self.route.config.response_timeout).await;
         Ok(match result {
             Ok(ex) => Ok(self.table.push(ex)?),
             Err(e) => {
@@ -173,11 +178,11 @@ impl upstream::HostExchange for CallState {
     }
 
     fn response(&mut self, ex: Resource<Exchange>) -> wasmtime::Result<ResponseHead> {
-        Ok(self.table.get(&ex)?.response.clone().into())
+        Ok((&self.table.get(&ex)?.response).into())
     }
 
     fn request(&mut self, ex: Resource<Exchange>) -> wasmtime::Result<RequestHead> {
-        Ok(self.table.get(&ex)?.request.clone().into())
+        Ok((&self.table.get(&ex)?.request).into())
     }
 
     fn drop(&mut self, ex: Resource<Exchange>) -> wasmtime::Result<()> {

@@ -24,6 +24,9 @@
 //! - `alloc-4mib`: allocates and touches 4 MiB, then passes through.
 //! - `peer`: pass through, with `X-Probe-Scheme` and `X-Probe-Sni` (the
 //!   peer's `scheme` and `tls-server-name`, `-` for none) added upstream.
+//! - `bad-block`: calls the raw `upstream.send` import with a request whose
+//!   header block is malformed, and responds 200 `refused: <reason>` when the
+//!   host answers `invalid-request` (500 otherwise).
 //! - `fail-load`: `on_load` fails with `load refused`.
 //!
 //! Any other mode fails `on_load` with `unknown mode`.
@@ -36,7 +39,7 @@ use upgate_sdk::{config, export_plugin, forward_request, passthrough, upstream};
 use upgate_sdk::{Outcome, Peer, Plugin, RequestHead, Response, Tunnel, UpstreamError};
 
 /// The modes `mode` may name (besides `fail-load`).
-const MODES: [&str; 15] = [
+const MODES: [&str; 16] = [
     "passthrough",
     "reject",
     "rewrite",
@@ -52,6 +55,7 @@ const MODES: [&str; 15] = [
     "many-exchanges",
     "alloc-4mib",
     "peer",
+    "bad-block",
 ];
 
 /// The body size of `big-body`.
@@ -135,6 +139,25 @@ fn send(peer: &Peer, req: RequestHead) -> Result<upgate_sdk::Exchange, Outcome> 
     upstream::send(upstream::DEFAULT, &up).map_err(|e| outcome_of(Err(e)))
 }
 
+/// Sends `req`'s method and target with a header block that claims one field
+/// but holds no bytes for it, through the raw import (the SDK only builds
+/// well-formed blocks).
+fn bad_block(req: &RequestHead) -> Outcome {
+    use upgate_sdk::bindings::upgate::plugin::{types, upstream as raw};
+    let head = types::RequestHead {
+        method: req.method.clone(),
+        target: req.target.clone(),
+        headers: vec![1, 0, 0, 0],
+    };
+    match raw::send(upstream::DEFAULT, &head) {
+        Err(UpstreamError::InvalidRequest(reason)) => {
+            Outcome::Respond(Response::text(200, format!("refused: {reason}")))
+        }
+        Err(e) => Outcome::Respond(Response::text(500, format!("{e:?}"))),
+        Ok(_) => Outcome::Respond(Response::text(500, "sent")),
+    }
+}
+
 struct Probe;
 
 impl Plugin for Probe {
@@ -196,6 +219,7 @@ impl Plugin for Probe {
             }
             "big-body" => return Outcome::Respond(Response::new(200, vec![b'x'; BIG_BODY])),
             "many-exchanges" => return many_exchanges(&peer, &req),
+            "bad-block" => return bad_block(&req),
             "alloc-4mib" => {
                 let hoard = black_box(vec![1u8; ALLOC_4MIB]);
                 let touched = hoard
