@@ -93,7 +93,7 @@ pub fn into_forward_request(peer: &Peer, req: RequestHead) -> RequestHead {
     }
 
     let ip = client_ip(&peer.client_addr);
-    let for_ip = ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+    let for_ip = ip.map_or_else(|| "unknown".to_owned(), ip_text);
     append_element(&mut out, xff, "X-Forwarded-For", &for_ip);
     append_element(
         &mut out,
@@ -154,12 +154,36 @@ pub fn client_ip(client_addr: &str) -> Option<IpAddr> {
     Some(ip.to_canonical())
 }
 
+/// `ip` as text; IPv4 without the formatting machinery (every forwarded
+/// upgrade writes one, and a plugin instance is fresh for each).
+fn ip_text(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut text = String::with_capacity(15);
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    text.push('.');
+                }
+                if octet >= 100 {
+                    text.push(char::from(b'0' + octet / 100));
+                }
+                if octet >= 10 {
+                    text.push(char::from(b'0' + octet / 10 % 10));
+                }
+                text.push(char::from(b'0' + octet % 10));
+            }
+            text
+        }
+        IpAddr::V6(v6) => v6.to_string(),
+    }
+}
+
 /// One `Forwarded` element (RFC 7239) for a client at `ip` using `proto`:
 /// `for=192.0.2.1;proto=https`, `for="[2001:db8::1]";proto=http`, or
 /// `for=unknown` when the address is not known. An empty `proto` is left out.
 pub fn forwarded_element(ip: Option<IpAddr>, proto: &str) -> String {
     let mut element = match ip {
-        Some(IpAddr::V4(ip)) => format!("for={ip}"),
+        Some(ip @ IpAddr::V4(_)) => "for=".to_owned() + &ip_text(ip),
         Some(IpAddr::V6(ip)) => format!("for=\"[{ip}]\""),
         None => "for=unknown".to_owned(),
     };
@@ -338,6 +362,16 @@ mod tests {
                 ("Upgrade", "websocket"),
             ]
         );
+    }
+
+    #[test]
+    fn ip_text_writes_every_ipv4_octet_width_as_display_does() {
+        for ip in ["0.9.10.99", "100.199.200.255", "255.255.255.255", "0.0.0.0"] {
+            let ip: IpAddr = ip.parse().expect("an IPv4 address");
+            assert_eq!(ip_text(ip), ip.to_string());
+        }
+        let v6: IpAddr = "2001:db8::1".parse().expect("an IPv6 address");
+        assert_eq!(ip_text(v6), "2001:db8::1");
     }
 
     #[test]
