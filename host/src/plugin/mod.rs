@@ -8,6 +8,7 @@
 //! as host values ([`Decision`]) before the store is dropped.
 
 mod bindings;
+mod exports;
 mod meter;
 mod runtime;
 mod state;
@@ -138,7 +139,8 @@ pub struct LoadedPlugin {
     pub name: std::sync::Arc<str>,
     /// Hex SHA-1 of the component bytes (first 12 digits), telling versions apart in logs.
     pub hash: String,
-    pre: bindings::PluginPre<state::CallState>,
+    pre: wasmtime::component::InstancePre<state::CallState>,
+    exports: exports::Exports,
 }
 
 impl std::fmt::Debug for LoadedPlugin {

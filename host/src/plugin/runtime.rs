@@ -10,7 +10,8 @@ use wasmtime::{
     Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline,
 };
 
-use super::bindings::{self, Outcome, Peer, PluginPre};
+use super::bindings::{self, Outcome, Peer};
+use super::exports::Exports;
 use super::state::{CallState, MemoryLimiter};
 use super::{
     CallFailure, Decision, FailureCounts, LoadError, LoadedPlugin, PeerInfo, PASSTHROUGH_WASM,
@@ -161,11 +162,12 @@ impl PluginRuntime {
             .linker
             .instantiate_pre(&component)
             .map_err(|e| invalid(format!("{e:#}")))?;
-        let pre = PluginPre::new(pre).map_err(|e| invalid(format!("{e:#}")))?;
+        let exports = Exports::new(&pre).map_err(invalid)?;
         Ok(LoadedPlugin {
             name: name.into(),
             hash,
             pre,
+            exports,
         })
     }
 
@@ -220,7 +222,8 @@ impl PluginRuntime {
         let meter = store.data().meter.clone();
         let run = async {
             let instance = plugin.pre.instantiate_async(&mut store).await?;
-            instance.call_on_load(&mut store).await
+            let on_load = plugin.exports.on_load(&mut store, &instance)?;
+            Ok::<_, wasmtime::Error>(on_load.call_async(&mut store, ()).await?.0)
         };
         meter
             .measure(run)
@@ -292,10 +295,16 @@ impl PluginRuntime {
                 .instantiate_async(&mut store)
                 .await
                 .map_err(|e| (e, CallFailure::Instantiate as fn(String) -> CallFailure))?;
-            instance
-                .call_on_upgrade(&mut store, &wit_peer, &req)
+            let trap = |e| (e, CallFailure::Trap as fn(String) -> CallFailure);
+            let on_upgrade = plugin
+                .exports
+                .on_upgrade(&mut store, &instance)
+                .map_err(trap)?;
+            let (outcome,) = on_upgrade
+                .call_async(&mut store, (&wit_peer, &req))
                 .await
-                .map_err(|e| (e, CallFailure::Trap as fn(String) -> CallFailure))
+                .map_err(trap)?;
+            Ok(outcome)
         };
         let outcome = match meter.measure(run).await {
             Ok(o) => o,
