@@ -1,36 +1,29 @@
-//! The plugin runtime: one wasmtime `Engine` (epoch interruption, pooling
-//! allocator) with its epoch ticker thread, a cache of compiled components, and
-//! one hook call per fresh instance, held to the route's [`PluginLimits`].
+//! The plugin runtime: loading plugins (compiled for one of the two engines of
+//! [`super::engines`], cached by content hash), and one hook call per fresh
+//! instance, held to the route's [`PluginLimits`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
-use wasmtime::component::{Component, Linker};
-use wasmtime::{
-    Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline,
-};
+use wasmtime::component::Component;
+use wasmtime::{Store, UpdateDeadline};
 
 use super::bindings::{self, Outcome, Peer};
+use super::engines::{Engines, EPOCH_TICK};
 use super::exports::Exports;
 use super::state::{CallState, MemoryLimiter};
 use super::{
     CallFailure, Decision, FailureCounts, LoadError, LoadedPlugin, PeerInfo, PASSTHROUGH_WASM,
 };
-use crate::config::{PluginLimits, MAX_PLUGIN_MEMORY};
+use crate::config::PluginLimits;
 use crate::exchange::StubUpstream;
 use crate::router::Route;
 use crate::wire;
 
-/// How often the epoch advances; the granularity of deadlines and of yielding.
-const EPOCH_TICK: Duration = Duration::from_millis(1);
 /// Budget of an `on-load` call (settings checks may parse more than a request does).
 const LOAD_DEADLINE: Duration = Duration::from_secs(1);
 /// The target that emits plugin components directly.
 const WASM_TARGET: &str = "wasm32-wasip2";
-/// Plugin instances alive at once (pool size).
-const POOL_INSTANCES: u32 = 1000;
-/// Bytes of a pooled memory reset by memset (kept resident) rather than returned to the OS.
-const KEEP_RESIDENT: usize = 1 << 20;
 /// Compiled components kept, by content hash (cleared when full).
 const CACHE_ENTRIES: usize = 64;
 
@@ -46,10 +39,9 @@ impl std::fmt::Display for DeadlineHit {
 
 impl std::error::Error for DeadlineHit {}
 
-/// The engine, the linker and a cache of compiled components, shared process-wide.
+/// The engines, their linkers and a cache of compiled components, shared process-wide.
 pub struct PluginRuntime {
-    engine: Engine,
-    linker: Linker<CallState>,
+    engines: Engines,
     compiled: Mutex<HashMap<String, Component>>,
     passthrough: OnceLock<Result<LoadedPlugin, String>>,
     /// Failures by kind since start.
@@ -67,41 +59,8 @@ impl PluginRuntime {
     }
 
     fn new() -> wasmtime::Result<PluginRuntime> {
-        let mut pool = PoolingAllocationConfig::new();
-        pool.total_component_instances(POOL_INSTANCES)
-            .total_core_instances(POOL_INSTANCES * 4)
-            .total_memories(POOL_INSTANCES * 2)
-            .total_tables(POOL_INSTANCES * 4)
-            .total_stacks(POOL_INSTANCES)
-            .max_memory_size(MAX_PLUGIN_MEMORY)
-            .linear_memory_keep_resident(KEEP_RESIDENT)
-            .table_keep_resident(KEEP_RESIDENT)
-            .pagemap_scan(wasmtime::Enabled::Auto);
-        let mut cfg = wasmtime::Config::new();
-        cfg.wasm_component_model(true)
-            .epoch_interruption(true)
-            .max_wasm_stack(512 << 10)
-            .async_stack_size(1 << 20)
-            .memory_reservation(MAX_PLUGIN_MEMORY as u64)
-            .memory_guard_size(64 << 10)
-            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        let engine = Engine::new(&cfg)?;
-        let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        bindings::Plugin::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)?;
-        let ticker = engine.weak();
-        std::thread::Builder::new()
-            .name("upgate-epoch".into())
-            .spawn(move || {
-                while let Some(engine) = ticker.upgrade() {
-                    engine.increment_epoch();
-                    drop(engine);
-                    std::thread::sleep(EPOCH_TICK);
-                }
-            })?;
         Ok(PluginRuntime {
-            engine,
-            linker,
+            engines: Engines::new()?,
             compiled: Mutex::new(HashMap::new()),
             passthrough: OnceLock::new(),
             failures: FailureCounts::default(),
@@ -147,7 +106,9 @@ impl PluginRuntime {
         let component = match cached {
             Some(c) => c,
             None => {
-                let c = Component::from_binary(&self.engine, bytes)
+                let c = self
+                    .engines
+                    .compile(bytes)
                     .map_err(|e| invalid(format!("{e:#}")))?;
                 if let Ok(mut cache) = self.compiled.lock() {
                     if cache.len() >= CACHE_ENTRIES {
@@ -159,6 +120,8 @@ impl PluginRuntime {
             }
         };
         let pre = self
+            .engines
+            .of(&component)
             .linker
             .instantiate_pre(&component)
             .map_err(|e| invalid(format!("{e:#}")))?;
@@ -168,6 +131,7 @@ impl PluginRuntime {
             hash,
             pre,
             exports,
+            reset: self.engines.reset_name(&component),
         })
     }
 
@@ -186,7 +150,7 @@ impl PluginRuntime {
             stub,
             EPOCH_TICK,
         );
-        let mut store = Store::new(&self.engine, state);
+        let mut store = Store::new(plugin.pre.engine(), state);
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |ctx| {
