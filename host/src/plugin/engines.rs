@@ -1,4 +1,5 @@
-//! The plugin runtime's two wasmtime engines and the epoch ticker they share.
+//! The plugin runtime's two wasmtime engines and the epoch ticker they share
+//! (see `ticker.rs`).
 //!
 //! Both have epoch interruption and a pooling allocator; they differ only in
 //! how a pooled linear memory is made fresh again when an instance is dropped,
@@ -22,6 +23,7 @@ use wasmtime::{Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationCon
 
 use super::bindings;
 use super::state::CallState;
+use super::ticker::{Ticker, Ticking, IDLE_TICKS};
 use crate::config::MAX_PLUGIN_MEMORY;
 
 /// How often the epoch advances; the granularity of deadlines and of yielding.
@@ -52,35 +54,38 @@ pub(super) struct Flavor {
     pub(super) linker: Linker<CallState>,
 }
 
-/// Both engines.
+/// Both engines, and the thread that advances their epochs.
 pub(super) struct Engines {
     memset: Flavor,
     page_scan: Flavor,
+    ticker: Ticker,
 }
 
 impl Engines {
     /// Configures both engines and starts the thread that advances their epochs.
     pub(super) fn new() -> wasmtime::Result<Engines> {
-        let engines = Engines {
-            memset: flavor(Reset::Memset)?,
-            page_scan: flavor(Reset::PageScan)?,
-        };
-        let weak = [
-            engines.memset.engine.weak(),
-            engines.page_scan.engine.weak(),
-        ];
-        std::thread::Builder::new()
-            .name("upgate-epoch".into())
-            .spawn(move || loop {
-                for engine in &weak {
-                    match engine.upgrade() {
-                        Some(engine) => engine.increment_epoch(),
-                        None => return,
-                    }
+        let (memset, page_scan) = (flavor(Reset::Memset)?, flavor(Reset::PageScan)?);
+        let weak = [memset.engine.weak(), page_scan.engine.weak()];
+        let ticker = Ticker::start(EPOCH_TICK, IDLE_TICKS, move || {
+            weak.iter().all(|engine| match engine.upgrade() {
+                Some(engine) => {
+                    engine.increment_epoch();
+                    true
                 }
-                std::thread::sleep(EPOCH_TICK);
-            })?;
-        Ok(engines)
+                None => false,
+            })
+        })?;
+        Ok(Engines {
+            memset,
+            page_scan,
+            ticker,
+        })
+    }
+
+    /// Keeps the epochs advancing while the returned guard lives: take it
+    /// before running any wasm.
+    pub(super) fn enter(&self) -> Ticking<'_> {
+        self.ticker.enter()
     }
 
     /// Compiles `bytes` for the engine its initial memory size picks.

@@ -13,6 +13,7 @@ mod exports;
 mod meter;
 mod runtime;
 mod state;
+mod ticker;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;

@@ -182,6 +182,7 @@ impl PluginRuntime {
             reason,
         };
         let deadline = route.config.limits.deadline.max(LOAD_DEADLINE);
+        let _ticking = self.engines.enter();
         let mut store = self.store(plugin, route, None, deadline);
         let meter = store.data().meter.clone();
         let run = async {
@@ -237,6 +238,7 @@ impl PluginRuntime {
             tls_server_name: peer.tls_server_name.clone(),
             upstreams: route.config.upstreams.clone(),
         };
+        let _ticking = self.engines.enter();
         let mut store = self.store(plugin, route, stub, limits.deadline);
         let meter = store.data().meter.clone();
         // Start-up code runs under the same limits as the hook, so a failure in
