@@ -37,10 +37,9 @@ fn decode(block: &[u8]) -> Result<Vec<wire::Header>, String> {
     fields
         .map(|(name, value)| {
             let name = std::str::from_utf8(name).map_err(|_| {
-                format!(
-                    "header name {:?} is not UTF-8",
-                    String::from_utf8_lossy(name)
-                )
+                // At most 64 bytes of it: the message is logged and sent back.
+                let shown = String::from_utf8_lossy(&name[..name.len().min(64)]);
+                format!("header name {shown:?} is not UTF-8")
             })?;
             Ok(wire::Header {
                 name: name.to_owned(),

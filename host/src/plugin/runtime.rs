@@ -290,15 +290,20 @@ impl PluginRuntime {
             },
             Outcome::Relay(ex) => Decision::Relay(take(ex)?),
             Outcome::Respond(r) => {
-                // The encoded header block stands for the header bytes.
-                let size = r.body.len() + r.head.headers.len();
+                let head = head(r.head)?;
+                let size = r.body.len()
+                    + head
+                        .headers
+                        .iter()
+                        .map(|h| h.name.len() + h.value.len())
+                        .sum::<usize>();
                 if size > limits.output {
                     return Err(CallFailure::BadOutcome(format!(
                         "response of {size} bytes is over the {} byte limit",
                         limits.output
                     )));
                 }
-                Decision::Respond(head(r.head)?, r.body)
+                Decision::Respond(head, r.body)
             }
         })
     }

@@ -10,7 +10,7 @@
 //! sequentially consistent, so one of the two always sees the other: a call
 //! never runs with the epoch stopped.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::Arc;
 use std::thread::Thread;
 use std::time::Duration;
@@ -42,6 +42,13 @@ pub(super) struct Ticking<'a>(&'a Shared);
 impl Drop for Ticking<'_> {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, SeqCst);
+    }
+}
+
+impl Drop for Ticker {
+    /// Wakes a parked thread, so it sees its engine gone and ends.
+    fn drop(&mut self) {
+        self.thread.unpark();
     }
 }
 
@@ -89,7 +96,10 @@ impl Ticker {
     /// Counts a call in (waking the thread if it is parked) until the guard drops.
     pub(super) fn enter(&self) -> Ticking<'_> {
         self.shared.in_flight.fetch_add(1, SeqCst);
-        self.shared.entered.store(true, SeqCst);
+        // Only the idle count reads it: no need to write a shared line each call.
+        if !self.shared.entered.load(Relaxed) {
+            self.shared.entered.store(true, Relaxed);
+        }
         if self.shared.parked.load(SeqCst) {
             self.thread.unpark();
         }
