@@ -162,8 +162,7 @@ impl ResponseHead {
 }
 
 impl Outcome {
-    #[doc(hidden)]
-    pub fn into_wit(self) -> wit_decision::Outcome {
+    pub(crate) fn into_wit(self) -> wit_decision::Outcome {
         match self {
             Outcome::Tunnel(t) => wit_decision::Outcome::Tunnel(wit_decision::Tunnel {
                 exchange: t.exchange.0,

@@ -11,7 +11,7 @@
 //! docs/performance.md), so it is not used.
 
 use std::time::Duration;
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::Linker;
 use wasmtime::{Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::bindings;
@@ -72,11 +72,6 @@ impl PluginEngine {
             linker,
             ticker,
         })
-    }
-
-    /// Compiles a plugin component.
-    pub(super) fn compile(&self, bytes: &[u8]) -> wasmtime::Result<Component> {
-        Component::from_binary(&self.engine, bytes)
     }
 
     /// Keeps the epoch advancing while the returned guard lives: take it

@@ -106,9 +106,7 @@ impl PluginRuntime {
         let component = match cached {
             Some(c) => c,
             None => {
-                let c = self
-                    .engine
-                    .compile(bytes)
+                let c = Component::from_binary(&self.engine.engine, bytes)
                     .map_err(|e| invalid(format!("{e:#}")))?;
                 if let Ok(mut cache) = self.compiled.lock() {
                     if cache.len() >= CACHE_ENTRIES {
