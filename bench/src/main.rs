@@ -84,6 +84,11 @@ struct RunArgs {
     /// Run upgate with proxy keepalive on its route at this interval (e.g. `30s`); default off.
     #[arg(long)]
     upgate_keepalive: Option<String>,
+    /// upgate's worker threads: 1, as the peers run (nginx `worker_processes 1`, haproxy
+    /// `nbthread 1`); `default` passes nothing (one per CPU, and binaries older than the
+    /// `--workers` flag).
+    #[arg(long, default_value = "1")]
+    upgate_workers: String,
     /// RUST_LOG for upgate (the peers log nothing per request either).
     #[arg(long, default_value = "warn")]
     upgate_log: String,

@@ -274,8 +274,10 @@ impl Results {
              flight). Handshake: connect, upgrade, close frames both ways, TCP close. Echo: one \
              message in flight per connection; MB = 10⁶ payload bytes echoed. The backend (one \
              thread) and the client (one thread, zero masking key) are separate processes. \
-             upgate runs the pass-through plugin on every upgrade, with RUST_LOG=warn; nginx and \
-             haproxy use the canonical configs (bench/peers/); nginx (64k buf) adds \
+             upgate runs the pass-through plugin on every upgrade, with RUST_LOG=warn and one \
+             worker (`--workers 1`, unless `--upgate-workers` says otherwise), as nginx \
+             (`worker_processes 1`) and haproxy (`nbthread 1`) run one; nginx and haproxy use \
+             the canonical configs (bench/peers/); nginx (64k buf) adds \
              `proxy_buffer_size 64k; proxy_buffers 8 64k;`."
         );
         if !self.errors.is_empty() {

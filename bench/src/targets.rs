@@ -65,19 +65,27 @@ pub async fn start_target(
                 )
             })?;
             let mut cmd = Command::new(bin);
+            let workers = (args.upgate_workers != "default").then_some(&args.upgate_workers);
             match &args.upgate_keepalive {
-                None => cmd.args([
-                    "--listen",
-                    &addr.to_string(),
-                    "--upstream",
-                    &backend.to_string(),
-                ]),
+                None => {
+                    cmd.args([
+                        "--listen",
+                        &addr.to_string(),
+                        "--upstream",
+                        &backend.to_string(),
+                    ]);
+                    if let Some(n) = workers {
+                        cmd.args(["--workers", n]);
+                    }
+                    &mut cmd
+                }
                 Some(interval) => {
                     let conf = tmp.join(format!("{name}.toml"));
+                    let workers = workers.map_or(String::new(), |n| format!("workers = {n}\n"));
                     std::fs::write(
                         &conf,
                         format!(
-                            "[[listeners]]\naddress = \"{addr}\"\n\n[upstreams.backend]\n\
+                            "{workers}[[listeners]]\naddress = \"{addr}\"\n\n[upstreams.backend]\n\
                              addresses = [\"{backend}\"]\n\n[[routes]]\nupstream = \"backend\"\n\
                              keepalive_interval = \"{interval}\"\n"
                         ),

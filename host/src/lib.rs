@@ -3,7 +3,7 @@
 //!
 //! Map of the crate:
 //! - [`config`]: the TOML config, validated, with defaults.
-//! - [`server`]: [`Proxy::start`] loads plugins, binds listeners.
+//! - [`server`]: [`Proxy::start`] loads plugins, binds listeners (one socket per worker).
 //! - [`listener`]: accept loops; TLS termination; each connection to its kind's handler.
 //! - [`conn`]: one client connection, TCP or TLS (first head sniffed, then hyper).
 //! - [`passthrough`]: a TLS pass-through connection, routed by its ClientHello's SNI.
@@ -18,6 +18,7 @@
 //! - [`relay_body`]: a relayed upstream answer's body.
 //! - [`reload`]: hot reload of plugin files and of the config (file change, SIGHUP).
 //! - [`router`], [`headers`], [`body`], [`rewind`]: routing and small shared pieces.
+//! - [`workers`]: worker threads, one event loop each, and their listening sockets.
 //! - [`demo`]: the built-in echo backend and page of `upgate demo`.
 
 pub mod body;
@@ -45,6 +46,7 @@ pub mod tunnels;
 pub mod upgrade;
 pub mod upstream;
 pub mod wire;
+pub mod workers;
 pub mod ws_frame;
 
 pub use config::Config;

@@ -31,14 +31,22 @@ struct Started {
 }
 
 /// Accepts on `listener` (`[[listeners]]` entry `index`, configured as
-/// `config`) until `stopped` changes.
+/// `config`) until `stopped` changes. `listener` is registered with the
+/// runtime this runs on: each worker runs its own loop on its own socket.
 pub async fn accept_loop(
-    listener: TcpListener,
+    listener: std::net::TcpListener,
     index: usize,
     config: ListenerConfig,
     shared: Arc<Shared>,
     mut stopped: watch::Receiver<bool>,
 ) {
+    let listener = match TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(address = %config.address, error = %e, "cannot accept on this worker");
+            return;
+        }
+    };
     let bound = listener.local_addr().unwrap_or(config.address);
     let started = Arc::new(Started {
         index,

@@ -35,6 +35,9 @@ struct Cli {
     /// Quick mode: the plugin's settings string (TOML).
     #[arg(long, requires = "upstream")]
     plugin_config: Option<String>,
+    /// Quick mode: worker threads (default: one per CPU).
+    #[arg(long, requires = "upstream", value_parser = clap::value_parser!(u16).range(1..=256))]
+    workers: Option<u16>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -60,7 +63,9 @@ fn main() -> ExitCode {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt().with_env_filter(filter).init();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // The main thread is the first worker; `serve` starts the others (see
+    // upgate::workers for why single-threaded runtimes).
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
@@ -84,7 +89,11 @@ async fn run(cli: Cli) -> ExitCode {
         (Some(Command::Check { config }), _, _) => return check(&config).await,
         (Some(Command::Demo { listen }), _, _) => return demo(listen).await,
         (None, Some(path), _) => Config::load(&path),
-        (None, None, Some(up)) => Config::quick(cli.listen, &up, cli.plugin, cli.plugin_config),
+        (None, None, Some(up)) => Config::quick(cli.listen, &up, cli.plugin, cli.plugin_config)
+            .map(|mut c| {
+                c.workers = cli.workers.map_or(c.workers, usize::from);
+                c
+            }),
         (None, None, None) if Path::new("upgate.toml").exists() => {
             Config::load(Path::new("upgate.toml"))
         }
@@ -126,7 +135,12 @@ async fn serve(config: Config) -> ExitCode {
         .source
         .as_ref()
         .map_or_else(|| "command line".to_string(), |p| p.display().to_string());
-    let proxy = match Proxy::start(config).await {
+    let mut workers = vec![tokio::runtime::Handle::current()];
+    match upgate::workers::spawn(config.workers.saturating_sub(1)) {
+        Ok(more) => workers.extend(more),
+        Err(e) => return refuse(format!("cannot start worker threads: {e}")),
+    }
+    let proxy = match Proxy::start_on(config, &workers).await {
         Ok(p) => p,
         Err(e) => return refuse(format!("{source}: {e}")),
     };

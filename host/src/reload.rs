@@ -280,6 +280,13 @@ impl Reloader {
                 "listener addresses or kinds changed: that needs a restart; the running listeners stay"
             );
         }
+        if config.workers != old.config.workers {
+            warn!(
+                running = old.config.workers,
+                configured = config.workers,
+                "workers changed: that needs a restart; the running workers stay"
+            );
+        }
         let http = if config.upstreams == old.config.upstreams {
             old.http.clone()
         } else {

@@ -1,12 +1,13 @@
 //! The running proxy: loads every route's plugin (checking its settings), binds
-//! the listeners and starts their accept loops ([`crate::listener`]). Tests and
-//! the binary both start it with [`Proxy::start`].
+//! the listeners and starts their accept loops ([`crate::listener`]), one per
+//! worker ([`crate::workers`]). Tests start it with [`Proxy::start`] (on their
+//! own runtime), the binary with [`Proxy::start_on`].
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::runtime::Handle;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -168,19 +169,25 @@ pub async fn load_routes(config: &Config) -> Result<Router, StartError> {
 }
 
 impl Proxy {
-    /// Loads plugins, binds every listener and starts serving.
+    /// Loads plugins, binds every listener and starts serving on the calling
+    /// runtime (one worker, whatever the config's `workers` says).
     pub async fn start(config: Config) -> Result<Proxy, StartError> {
+        Proxy::start_on(config, &[Handle::current()]).await
+    }
+
+    /// [`Proxy::start`] with one accept loop per listener on each of `workers`
+    /// (runtime handles, see [`crate::workers`]): what the binary does.
+    pub async fn start_on(config: Config, workers: &[Handle]) -> Result<Proxy, StartError> {
         let router = load_routes(&config).await?;
         let mut listeners = Vec::new();
         for (index, lc) in config.listeners.iter().enumerate() {
-            let l = TcpListener::bind(lc.address)
-                .await
-                .map_err(|e| StartError::Bind {
+            let sockets =
+                crate::workers::bind(lc.address, workers.len()).map_err(|e| StartError::Bind {
                     index,
                     addr: lc.address,
                     reason: e.to_string(),
                 })?;
-            listeners.push((l, lc.clone()));
+            listeners.push((sockets, lc.clone()));
         }
         let source = config.source.clone();
         let shared = Arc::new(Shared {
@@ -195,16 +202,20 @@ impl Proxy {
         let (stop, stopped) = watch::channel(false);
         let mut addrs = Vec::new();
         let mut tasks = JoinSet::new();
-        for (l, lc) in listeners {
-            let addr = l.local_addr().map_err(|e| StartError::Bind {
+        for (sockets, lc) in listeners {
+            let addr = sockets[0].local_addr().map_err(|e| StartError::Bind {
                 index: addrs.len(),
                 addr: lc.address,
                 reason: e.to_string(),
             })?;
-            tracing::info!(%addr, kind = lc.kind.name(), "listening");
+            tracing::info!(%addr, kind = lc.kind.name(), workers = workers.len(), "listening");
             addrs.push(addr);
             let index = addrs.len() - 1;
-            tasks.spawn(accept_loop(l, index, lc, shared.clone(), stopped.clone()));
+            for (socket, worker) in sockets.into_iter().zip(workers) {
+                let accepting =
+                    accept_loop(socket, index, lc.clone(), shared.clone(), stopped.clone());
+                tasks.spawn_on(accepting, worker);
+            }
         }
         let reloader = Reloader::start(shared.clone(), source);
         Ok(Proxy {

@@ -208,6 +208,25 @@ pub async fn try_start(text: &str) -> Result<Running, String> {
     run(config).await
 }
 
+/// Starts upgate with `routes` as the binary does with `workers = n`: `n` worker
+/// threads of its own (none of them the test's runtime), each accepting on its
+/// own socket of every listener.
+pub async fn start_on_workers(routes: impl IntoIterator<Item = Route>, n: usize) -> Running {
+    let routes: Vec<Route> = routes.into_iter().collect();
+    let text = config_text(&routes);
+    let config = upgate::Config::parse(&text, "test.toml", Path::new("/"))
+        .unwrap_or_else(|e| panic!("bad config: {e}\n{text}"));
+    let workers = upgate::workers::spawn(n).expect("worker threads");
+    let started = upgate::Proxy::start_on(config, &workers);
+    match crate::within_for(std::time::Duration::from_secs(30), "proxy start", started).await {
+        Ok(proxy) => Running {
+            addrs: proxy.local_addrs().to_vec(),
+            proxy: Some(proxy),
+        },
+        Err(e) => panic!("upgate did not start: {e}\nconfig:\n{text}"),
+    }
+}
+
 async fn run(config: upgate::Config) -> Result<Running, String> {
     let proxy = crate::within_for(
         std::time::Duration::from_secs(30),

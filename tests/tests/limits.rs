@@ -81,16 +81,23 @@ async fn echo_p50(client: &mut ws::Ws) -> Duration {
 /// a 502 naming `kind` within the deadline plus a margin, counted under
 /// `kind`, and the echo p50 stays within [`SLOWDOWN`] times (or [`FLOOR`]) of
 /// the p50 measured before.
-async fn stopped_at_its_limit(mode: &str, kind: &str, deadline: Duration) {
+///
+/// `workers`: `None` serves on the test's runtime (two threads); `Some(n)` on
+/// `n` worker threads of upgate's own, as the binary runs (one event loop each,
+/// so with one worker the tunnel and every looping plugin share a thread).
+async fn stopped_at_its_limit(mode: &str, kind: &str, deadline: Duration, workers: Option<usize>) {
     let _one_at_a_time = LATENCY.lock().await;
     let echo = origin::ws_echo().await;
-    let proxy = proxy::start([
+    let routes = [
         route("/bad", echo.addr())
             .probe(mode)
             .plugin_deadline(&format!("{}ms", deadline.as_millis())),
         route("/echo", echo.addr()).plugin_deadline(NOT_THE_DEADLINE),
-    ])
-    .await;
+    ];
+    let proxy = match workers {
+        None => proxy::start(routes).await,
+        Some(n) => proxy::start_on_workers(routes, n).await,
+    };
     let mut client = ws::connect(proxy.addr(), "/echo").await;
     for _ in 0..5 {
         ws::round_trip(&mut client, "warm up").await;
@@ -153,17 +160,22 @@ async fn stopped_at_its_limit(mode: &str, kind: &str, deadline: Duration) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_infinite_loop_stops_at_the_deadline_without_slowing_a_tunnel() {
-    stopped_at_its_limit("loop", "deadline", LOOP_DEADLINE).await;
+    stopped_at_its_limit("loop", "deadline", LOOP_DEADLINE, None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_infinite_loop_on_the_tunnels_own_worker_yields_to_it() {
+    stopped_at_its_limit("loop", "deadline", LOOP_DEADLINE, Some(1)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_memory_bomb_stops_at_the_memory_cap_without_slowing_a_tunnel() {
-    stopped_at_its_limit("alloc", "memory", OTHER_DEADLINE).await;
+    stopped_at_its_limit("alloc", "memory", OTHER_DEADLINE, None).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn endless_recursion_traps_without_slowing_a_tunnel() {
-    stopped_at_its_limit("recurse", "trap", OTHER_DEADLINE).await;
+    stopped_at_its_limit("recurse", "trap", OTHER_DEADLINE, None).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

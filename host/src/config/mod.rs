@@ -87,6 +87,9 @@ pub struct Config {
     pub request_head_timeout: Duration,
     /// How long tunnels stay up after SIGTERM/SIGINT or their route's removal (`drain_timeout`, default 30s).
     pub drain_timeout: Duration,
+    /// Worker threads, each with its own event loop and its own socket on every
+    /// listener (`workers`, default one per CPU); changing it needs a restart.
+    pub workers: usize,
     /// Upstreams by name.
     pub upstreams: BTreeMap<String, UpstreamConfig>,
     /// Routes, in config order (the router ranks them per request: host, then longest prefix).

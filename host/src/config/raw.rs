@@ -19,6 +19,8 @@ pub struct RawConfig {
     /// `drain_timeout = "30s"`
     #[serde(default, with = "duration::serde_opt")]
     pub drain_timeout: Option<Duration>,
+    /// `workers = 2`
+    pub workers: Option<i64>,
     /// `[[listeners]]`
     #[serde(default)]
     pub listeners: Vec<RawListener>,
@@ -193,6 +195,7 @@ impl RawConfig {
         RawConfig {
             request_head_timeout: None,
             drain_timeout: None,
+            workers: None,
             listeners: vec![RawListener {
                 address: listen.to_string(),
                 tls: None,

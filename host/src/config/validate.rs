@@ -16,6 +16,7 @@ use super::{
 };
 
 use crate::tls::client::{ClientFiles, UpstreamTls};
+use crate::workers::MAX_WORKERS;
 
 /// Smallest and largest accepted `buffer_size`.
 const BUFFER_RANGE: (usize, usize) = (1024, 16 * 1024 * 1024);
@@ -73,6 +74,16 @@ pub fn validate(raw: RawConfig, file: &str, base: &Path) -> Result<Config, Confi
             DEFAULT_REQUEST_HEAD_TIMEOUT,
         )?,
         drain_timeout: raw.drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT),
+        workers: match raw.workers {
+            None => crate::workers::default_count(),
+            Some(n) if (1..=MAX_WORKERS as i64).contains(&n) => n as usize,
+            Some(_) => {
+                return Err(c.err(
+                    "workers",
+                    format!("must be between 1 and {MAX_WORKERS} (worker threads)"),
+                ))
+            }
+        },
         listeners,
         upstreams,
         routes,
@@ -368,6 +379,19 @@ plugin_config = { token = "x" }
         assert_eq!(r.idle_timeout, DEFAULT_IDLE_TIMEOUT);
         assert_eq!(r.plugin, PluginSource::File("/etc/upgate/auth.wasm".into()));
         assert_eq!(r.plugin_config.trim(), "token = \"x\"");
+        assert_eq!(c.workers, crate::workers::default_count());
+    }
+
+    #[test]
+    fn workers_between_one_and_the_maximum() {
+        assert_eq!(parse(&format!("workers = 3\n{OK}")).unwrap().workers, 3);
+        for bad in ["0", "-1", "257"] {
+            assert_eq!(
+                parse(&format!("workers = {bad}\n{OK}")).unwrap_err(),
+                "t.toml: workers: must be between 1 and 256 (worker threads)",
+                "workers = {bad}"
+            );
+        }
     }
 
     #[test]
