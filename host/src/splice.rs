@@ -76,6 +76,11 @@ pub async fn run(
     // timer wheel about once per idle period, not once per read.
     let timer = tokio::time::sleep_until(start + limits.idle_timeout);
     tokio::pin!(timer);
+    // One wait for the go-away signal for the tunnel's life, not a new one per
+    // read (each registered and unregistered a waiter under a lock). Polled only
+    // until it completes: `going_away` is set then.
+    let go_away = ticket.going_away();
+    tokio::pin!(go_away);
 
     let closed_by = 'tunnel: {
         for (side, first) in [
@@ -179,7 +184,7 @@ pub async fn run(
                 r = client_r.read(limits.buffer_size), if !dirs[0].eof => (Side::Client, r),
                 r = up_r.read(limits.buffer_size), if !dirs[1].eof => (Side::Upstream, r),
                 _ = &mut timer => continue,
-                _ = ticket.going_away(), if going_away.is_none() => {
+                _ = &mut go_away, if going_away.is_none() => {
                     going_away = Some((Instant::now(), "drain"));
                     continue;
                 }

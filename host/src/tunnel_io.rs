@@ -1,11 +1,11 @@
 //! The two ends of a tunnel as the splice loop sees them. Plain TCP ends wait
-//! for readiness and only then borrow a buffer from a shared pool, so an idle
+//! for readiness and only then borrow a buffer from their thread's pool, so an idle
 //! tunnel holds no copy buffer at all (memory per idle tunnel stays small,
 //! whatever `buffer_size` is). Other ends (TLS, in-memory) wait inside their
 //! read, so they read at most 16 KiB at a time with a buffer of their own.
 
+use std::cell::RefCell;
 use std::io;
-use std::sync::Mutex;
 use tokio::io::{
     AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest, ReadHalf, WriteHalf,
 };
@@ -73,13 +73,19 @@ struct Pool {
     free: Vec<Vec<u8>>,
 }
 
-/// Most buffers kept in the pool.
+/// Most buffers kept in each thread's pool.
 const POOL_KEEP: usize = 64;
 
-static POOL: Mutex<Pool> = Mutex::new(Pool {
-    size: 0,
-    free: Vec::new(),
-});
+thread_local! {
+    /// One pool per thread: a worker's tunnels take and return buffers without a
+    /// lock (a global `Mutex` here cost about 0.6 % of a 64 B echo's CPU).
+    static POOL: RefCell<Pool> = const {
+        RefCell::new(Pool {
+            size: 0,
+            free: Vec::new(),
+        })
+    };
+}
 
 /// Most a non-TCP end (TLS, in memory) reads at once: its read waits with the
 /// buffer held, so an idle TLS tunnel holds this much per direction whatever
@@ -95,14 +101,15 @@ pub struct Chunk {
 
 impl Chunk {
     fn take(size: usize) -> Vec<u8> {
-        if let Ok(mut pool) = POOL.lock() {
+        let pooled = POOL.try_with(|pool| {
+            let mut pool = pool.borrow_mut();
             if pool.size == size {
-                if let Some(b) = pool.free.pop() {
-                    return b;
-                }
+                pool.free.pop()
+            } else {
+                None
             }
-        }
-        vec![0u8; size]
+        });
+        pooled.ok().flatten().unwrap_or_else(|| vec![0u8; size])
     }
 
     /// The bytes read.
@@ -117,7 +124,9 @@ impl Drop for Chunk {
             return;
         }
         let buf = std::mem::take(&mut self.buf);
-        if let Ok(mut pool) = POOL.lock() {
+        // A thread being torn down has no pool any more: the buffer is freed.
+        let _ = POOL.try_with(|pool| {
+            let mut pool = pool.borrow_mut();
             if pool.size != buf.len() {
                 pool.size = buf.len();
                 pool.free.clear();
@@ -125,7 +134,7 @@ impl Drop for Chunk {
             if pool.free.len() < POOL_KEEP {
                 pool.free.push(buf);
             }
-        }
+        });
     }
 }
 
