@@ -102,6 +102,33 @@ fn push_ip(out: &mut String, ip: IpAddr) {
     }
 }
 
+/// `addr` as `Display` writes it (`1.2.3.4:5`, `[::1]:5`), without `core::fmt`
+/// for IPv4: the client address handed to the plugin on every upgrade.
+pub fn socket_text(addr: SocketAddr) -> String {
+    let mut out = String::with_capacity(24);
+    match addr {
+        SocketAddr::V4(a) => push_ip(&mut out, IpAddr::V4(*a.ip())),
+        SocketAddr::V6(_) => return addr.to_string(),
+    }
+    out.push(':');
+    let port = addr.port();
+    let mut digits = [0u8; 5];
+    let mut n = 0;
+    let mut rest = port;
+    loop {
+        digits[n] = b'0' + (rest % 10) as u8;
+        n += 1;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    for &d in digits[..n].iter().rev() {
+        out.push(char::from(d));
+    }
+    out
+}
+
 /// Adds `X-Forwarded-For` (appended), `X-Forwarded-Proto` and `Forwarded` (appended).
 pub fn add_forwarding(headers: &mut HeaderMap, client: SocketAddr, proto: &str) {
     let mut xff = String::with_capacity(64);
@@ -243,6 +270,20 @@ mod tests {
             let mut out = String::new();
             push_ip(&mut out, ip);
             assert_eq!(out, ip.to_string());
+        }
+    }
+
+    #[test]
+    fn socket_text_matches_display() {
+        for a in [
+            "0.0.0.0:0",
+            "127.0.0.1:9",
+            "10.20.30.40:65535",
+            "[::1]:443",
+            "1.2.3.4:1000",
+        ] {
+            let a: SocketAddr = a.parse().unwrap();
+            assert_eq!(socket_text(a), a.to_string());
         }
     }
 

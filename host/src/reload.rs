@@ -225,7 +225,7 @@ impl Reloader {
             config: old.config.clone(),
             generation: 0,
         });
-        info!(plugin = %loaded.name, hash = %loaded.hash, generation, "plugin reloaded");
+        info!(plugin = %loaded.name, hash = %loaded.hash, generation, memory_reset = loaded.memory_reset(), "plugin reloaded");
         Ok(generation)
     }
 

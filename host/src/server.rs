@@ -162,7 +162,7 @@ pub async fn load_routes(config: &Config) -> Result<Router, StartError> {
             .check(&route.plugin, route.clone())
             .await
             .map_err(|source| StartError::Plugin { route: i, source })?;
-        tracing::debug!(route = %rc.name, plugin = %route.plugin.name, version = %route.plugin.hash, "route ready");
+        tracing::debug!(route = %rc.name, plugin = %route.plugin.name, version = %route.plugin.hash, memory_reset = route.plugin.memory_reset(), "route ready");
         routes.push(route);
     }
     Ok(Router::new(routes))

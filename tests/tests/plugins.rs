@@ -191,3 +191,16 @@ async fn a_malformed_header_block_from_a_plugin_is_an_invalid_request() {
     );
     assert_eq!(echo.connections(), 0, "nothing may reach the upstream");
 }
+
+#[test]
+fn one_page_plugins_reset_by_memset_and_larger_ones_by_page_scan() {
+    let runtime = upgate::plugin::PluginRuntime::global();
+    let load = |name: &str| {
+        let bytes = std::fs::read(upgate_tests::plugin(name)).unwrap();
+        runtime.load(name, &bytes).unwrap()
+    };
+    // Built with the workspace's 32 KiB stack: one wasm page.
+    assert_eq!(load("passthrough").memory_reset(), "memset");
+    // Its data and WASI's allocator need a second page.
+    assert_eq!(load("probe").memory_reset(), "page-scan");
+}

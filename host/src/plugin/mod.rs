@@ -8,7 +8,7 @@
 //! as host values ([`Decision`]) before the store is dropped.
 
 mod bindings;
-mod engine;
+mod engines;
 mod exports;
 mod meter;
 mod runtime;
@@ -143,6 +143,15 @@ pub struct LoadedPlugin {
     pub hash: String,
     pre: wasmtime::component::InstancePre<state::CallState>,
     exports: exports::Exports,
+    reset: &'static str,
+}
+
+impl LoadedPlugin {
+    /// How a pooled memory is reset after each of this plugin's instances:
+    /// `"memset"` or `"page-scan"` (see the `engines` module).
+    pub fn memory_reset(&self) -> &'static str {
+        self.reset
+    }
 }
 
 impl std::fmt::Debug for LoadedPlugin {

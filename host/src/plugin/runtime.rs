@@ -1,5 +1,5 @@
-//! The plugin runtime: loading plugins (compiled on the engine of
-//! [`super::engine`], cached by content hash), and one hook call per fresh
+//! The plugin runtime: loading plugins (compiled for one of the two engines of
+//! [`super::engines`], cached by content hash), and one hook call per fresh
 //! instance, held to the route's [`PluginLimits`].
 
 use std::collections::HashMap;
@@ -9,7 +9,7 @@ use wasmtime::component::Component;
 use wasmtime::{Store, UpdateDeadline};
 
 use super::bindings::{self, Outcome, Peer};
-use super::engine::{PluginEngine, EPOCH_TICK};
+use super::engines::{Engines, EPOCH_TICK};
 use super::exports::Exports;
 use super::state::{CallState, MemoryLimiter};
 use super::{
@@ -39,9 +39,9 @@ impl std::fmt::Display for DeadlineHit {
 
 impl std::error::Error for DeadlineHit {}
 
-/// The engine, its linker and a cache of compiled components, shared process-wide.
+/// The engines, their linkers and a cache of compiled components, shared process-wide.
 pub struct PluginRuntime {
-    engine: PluginEngine,
+    engines: Engines,
     compiled: Mutex<HashMap<String, Component>>,
     passthrough: OnceLock<Result<LoadedPlugin, String>>,
     /// Failures by kind since start.
@@ -60,7 +60,7 @@ impl PluginRuntime {
 
     fn new() -> wasmtime::Result<PluginRuntime> {
         Ok(PluginRuntime {
-            engine: PluginEngine::new()?,
+            engines: Engines::new()?,
             compiled: Mutex::new(HashMap::new()),
             passthrough: OnceLock::new(),
             failures: FailureCounts::default(),
@@ -106,7 +106,9 @@ impl PluginRuntime {
         let component = match cached {
             Some(c) => c,
             None => {
-                let c = Component::from_binary(&self.engine.engine, bytes)
+                let c = self
+                    .engines
+                    .compile(bytes)
                     .map_err(|e| invalid(format!("{e:#}")))?;
                 if let Ok(mut cache) = self.compiled.lock() {
                     if cache.len() >= CACHE_ENTRIES {
@@ -118,7 +120,8 @@ impl PluginRuntime {
             }
         };
         let pre = self
-            .engine
+            .engines
+            .of(&component)
             .linker
             .instantiate_pre(&component)
             .map_err(|e| invalid(format!("{e:#}")))?;
@@ -128,6 +131,7 @@ impl PluginRuntime {
             hash,
             pre,
             exports,
+            reset: self.engines.reset_name(&component),
         })
     }
 
@@ -178,7 +182,7 @@ impl PluginRuntime {
             reason,
         };
         let deadline = route.config.limits.deadline.max(LOAD_DEADLINE);
-        let _ticking = self.engine.enter();
+        let _ticking = self.engines.enter();
         let mut store = self.store(plugin, route, None, deadline);
         let meter = store.data().meter.clone();
         let run = async {
@@ -228,13 +232,13 @@ impl PluginRuntime {
     ) -> Result<Decision, CallFailure> {
         let limits = route.config.limits;
         let wit_peer = Peer {
-            client_addr: peer.client_addr.to_string(),
+            client_addr: crate::headers::socket_text(peer.client_addr),
             route: route.config.name.clone(),
             scheme: peer.scheme.to_string(),
             tls_server_name: peer.tls_server_name.clone(),
             upstreams: route.config.upstreams.clone(),
         };
-        let _ticking = self.engine.enter();
+        let _ticking = self.engines.enter();
         let mut store = self.store(plugin, route, stub, limits.deadline);
         let meter = store.data().meter.clone();
         // Start-up code runs under the same limits as the hook, so a failure in

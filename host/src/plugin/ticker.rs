@@ -1,4 +1,4 @@
-//! The epoch ticker: a thread that advances the engine's epoch every tick
+//! The epoch ticker: a thread that advances the engines' epochs every tick
 //! (the granularity of plugin deadlines and of yielding) while plugin calls
 //! run, and parks when none has run for [`IDLE_TICKS`] ticks, so a proxy with
 //! no upgrades (idle, or serving only tunnels and plain HTTP) is not woken a
@@ -54,7 +54,7 @@ impl Drop for Ticker {
 
 impl Ticker {
     /// Starts the thread: every `tick` it calls `advance`, and it ends when
-    /// `advance` returns false (the engine is gone). It parks after
+    /// `advance` returns false (the engines are gone). It parks after
     /// `idle_ticks` ticks with no call.
     pub(super) fn start(
         tick: Duration,
