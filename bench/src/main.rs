@@ -9,6 +9,7 @@ mod load;
 mod meta;
 mod procs;
 mod report;
+mod rss;
 mod targets;
 
 use anyhow::{bail, Context};
@@ -87,8 +88,11 @@ struct RunArgs {
     /// upgate's worker threads: 1, as the peers run (nginx `worker_processes 1`, haproxy
     /// `nbthread 1`); `default` passes nothing (one per CPU, and binaries older than the
     /// `--workers` flag).
-    #[arg(long, default_value = "1")]
+    #[arg(long, default_value = "1", value_parser = parse_workers)]
     upgate_workers: String,
+    /// `--upgate-workers` for target `upgate-b` (default: the same).
+    #[arg(long, value_parser = parse_workers)]
+    upgate_b_workers: Option<String>,
     /// RUST_LOG for upgate (the peers log nothing per request either).
     #[arg(long, default_value = "warn")]
     upgate_log: String,
@@ -108,8 +112,6 @@ const HANDSHAKE_CONC: usize = 32;
 const SMALL: (usize, usize) = (50, 64); // connections, bytes
 const LARGE: (usize, usize) = (10, 16 * 1024);
 const HTTP_CONNS: usize = 50;
-/// Upgrades in flight while opening the idle tunnels of the RSS test.
-const OPEN_CONC: usize = 64;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -127,7 +129,7 @@ fn main() -> ExitCode {
 }
 
 /// Everything the run needs, resolved up front.
-struct Plan {
+pub(crate) struct Plan {
     rounds: usize,
     dur: Duration,
     tunnels: Vec<usize>,
@@ -240,7 +242,7 @@ async fn bench(args: &RunArgs, plan: &Plan, tmp: &Path, started: Instant) -> any
     // RSS per idle tunnel, once per proxy, from the warm state (later tests would leave freed
     // memory in the allocators and hide what tunnels cost).
     for t in targets.iter().filter(|t| t.proc.is_some()) {
-        rss(t, plan, &mut results).await;
+        rss::measure(t, plan, &mut results).await;
     }
 
     for round in 0..plan.rounds {
@@ -355,49 +357,13 @@ fn record(results: &mut Results, target: &str, test: &str, m: &mut Measured) {
     );
 }
 
-/// RSS held per idle tunnel, at each count in `plan.tunnels` (opened cumulatively, each
-/// figure relative to the RSS before the first tunnel).
-async fn rss(t: &Target, plan: &Plan, results: &mut Results) {
-    let Some(p) = &t.proc else { return };
-    // Warm up at the concurrency the tunnels are opened with: state that scales with
-    // handshakes in flight (upgate's pooled plugin instances and their stacks, kept warm
-    // for reuse) is a fixed cost of that concurrency, not a cost of holding tunnels.
-    let (warm, _, _) = load::open(t.addr, 4 * OPEN_CONC, OPEN_CONC, 1024).await;
-    drop(warm);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    p.settle();
-    let before = p.rss_kib();
-    let mut held = Vec::new();
-    for &n in &plan.tunnels {
-        let (more, errors, first) = load::open(t.addr, n - held.len(), OPEN_CONC, 1024).await;
-        held.extend(more);
-        if errors > 0 {
-            let first = first.unwrap_or_default();
-            eprintln!(
-                "  rss       {:<10} {errors} failed upgrades ({first})",
-                t.name
-            );
-            results.error(&t.name, "rss", errors, first);
-        }
-        if held.len() < n {
-            eprintln!(
-                "  rss       {:<10} only {} of {n} tunnels open",
-                t.name,
-                held.len()
-            );
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        p.settle();
-        let now = p.rss_kib();
-        let per = (now as f64 - before as f64) / n as f64;
-        eprintln!(
-            "  rss       {:<10} {n} tunnels: {before} → {now} KiB, {per:.2} KiB per tunnel",
-            t.name
-        );
-        results.add(Metric::Rss(n), &t.name, per);
+/// A worker count for upgate's `--workers`, or `default` (pass nothing).
+fn parse_workers(s: &str) -> Result<String, String> {
+    match s.parse::<u16>() {
+        Ok(n) if n >= 1 => Ok(s.to_string()),
+        _ if s == "default" => Ok(s.to_string()),
+        _ => Err(format!(
+            "`{s}`: a number of workers (1 or more) or `default`"
+        )),
     }
-    drop(held);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    p.settle();
 }

@@ -65,7 +65,11 @@ pub async fn start_target(
                 )
             })?;
             let mut cmd = Command::new(bin);
-            let workers = (args.upgate_workers != "default").then_some(&args.upgate_workers);
+            let workers = match (name, &args.upgate_b_workers) {
+                ("upgate-b", Some(w)) => w,
+                _ => &args.upgate_workers,
+            };
+            let workers = (workers != "default").then_some(workers);
             match &args.upgate_keepalive {
                 None => {
                     cmd.args([

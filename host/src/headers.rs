@@ -231,6 +231,12 @@ mod tests {
     }
 
     #[test]
+    fn hop_by_hop_names_are_the_list() {
+        let names: Vec<&str> = HOP_BY_HOP_NAMES.iter().map(HeaderName::as_str).collect();
+        assert_eq!(names, HOP_BY_HOP);
+    }
+
+    #[test]
     fn hop_by_hop_includes_connection_named_headers() {
         let mut m = map(&[
             ("Connection", "keep-alive, X-Secret"),

@@ -3,7 +3,7 @@
 //!
 //! Map of the crate:
 //! - [`config`]: the TOML config, validated, with defaults.
-//! - [`server`]: [`Proxy::start`] loads plugins, binds listeners (one socket per worker).
+//! - [`server`]: [`Proxy::start`] and [`Proxy::start_on`] load plugins, bind listeners (one socket per worker).
 //! - [`listener`]: accept loops; TLS termination; each connection to its kind's handler.
 //! - [`conn`]: one client connection, TCP or TLS (first head sniffed, then hyper).
 //! - [`passthrough`]: a TLS pass-through connection, routed by its ClientHello's SNI.

@@ -1,4 +1,4 @@
-//! Accepting connections: one loop per listener, and for each connection the
+//! Accepting connections: one loop per listener on each worker, and for each connection the
 //! work its listener's kind calls for. Plain HTTP goes to [`crate::conn`]; TLS
 //! is terminated here first (handshake bounded by `request_head_timeout`, SNI kept
 //! for the plugin); pass-through goes to [`crate::passthrough`].
@@ -31,22 +31,16 @@ struct Started {
 }
 
 /// Accepts on `listener` (`[[listeners]]` entry `index`, configured as
-/// `config`) until `stopped` changes. `listener` is registered with the
-/// runtime this runs on: each worker runs its own loop on its own socket.
+/// `config`) until `stopped` changes. Each worker runs its own loop on its own
+/// socket, registered with its runtime ([`crate::workers::bind`]); `(index,
+/// worker)` says which listener and which worker.
 pub async fn accept_loop(
-    listener: std::net::TcpListener,
-    index: usize,
+    listener: TcpListener,
+    (index, worker): (usize, usize),
     config: ListenerConfig,
     shared: Arc<Shared>,
     mut stopped: watch::Receiver<bool>,
 ) {
-    let listener = match TcpListener::from_std(listener) {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!(address = %config.address, error = %e, "cannot accept on this worker");
-            return;
-        }
-    };
     let bound = listener.local_addr().unwrap_or(config.address);
     let started = Arc::new(Started {
         index,
@@ -57,6 +51,9 @@ pub async fn accept_loop(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, client)) => {
+                    if let Some(count) = shared.accepted.get(worker) {
+                        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
                     tokio::spawn(handle(stream, client, started.clone(), shared.clone()));
                 }
                 Err(e) => {

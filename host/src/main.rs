@@ -36,7 +36,7 @@ struct Cli {
     #[arg(long, requires = "upstream")]
     plugin_config: Option<String>,
     /// Quick mode: worker threads (default: one per CPU).
-    #[arg(long, requires = "upstream", value_parser = clap::value_parser!(u16).range(1..=256))]
+    #[arg(long, requires = "upstream", value_parser = clap::value_parser!(u16).range(1..=upgate::workers::MAX_WORKERS as i64))]
     workers: Option<u16>,
     #[command(subcommand)]
     command: Option<Command>,

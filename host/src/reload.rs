@@ -265,9 +265,13 @@ impl Reloader {
             warn!(config = %path.display(), reason = %reason, "config reload refused; the running config stays");
             Err(reason)
         };
-        let config = match Config::load(&path) {
-            Ok(c) => c,
-            Err(e) => return refuse(e.to_string()),
+        // Reading and checking the file (certificates and keys included) blocks:
+        // off the worker, whose connections would wait for it.
+        let file = path.clone();
+        let config = match tokio::task::spawn_blocking(move || Config::load(&file)).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => return refuse(e.to_string()),
+            Err(e) => return refuse(format!("config load failed: {e}")),
         };
         let router = match load_routes(&config).await {
             Ok(r) => r,
@@ -280,9 +284,11 @@ impl Reloader {
                 "listener addresses or kinds changed: that needs a restart; the running listeners stay"
             );
         }
-        if config.workers != old.config.workers {
+        // Warned once, by the reload that changes the key.
+        let running = self.shared.accepted.len();
+        if config.workers != old.config.workers && config.workers != running {
             warn!(
-                running = old.config.workers,
+                running,
                 configured = config.workers,
                 "workers changed: that needs a restart; the running workers stay"
             );

@@ -5,13 +5,14 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::runtime::Handle;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::config::{Config, PluginSource};
+use crate::config::{Config, FailurePolicy, PluginSource};
 use crate::http_proxy::HttpProxy;
 use crate::listener::accept_loop;
 use crate::plugin::{LoadError, LoadedPlugin, PluginRuntime, PASSTHROUGH_WASM};
@@ -71,6 +72,9 @@ pub struct Shared {
     current: RwLock<Arc<Snapshot>>,
     /// The open tunnels, for drain.
     pub tunnels: Arc<Tunnels>,
+    /// Connections accepted by each worker, in worker order (its length is
+    /// the number of workers running, whatever the config now says).
+    pub accepted: Vec<AtomicU64>,
 }
 
 impl Shared {
@@ -165,6 +169,14 @@ pub async fn load_routes(config: &Config) -> Result<Router, StartError> {
         tracing::debug!(route = %rc.name, plugin = %route.plugin.name, version = %route.plugin.hash, memory_reset = route.plugin.memory_reset(), "route ready");
         routes.push(route);
     }
+    if config
+        .routes
+        .iter()
+        .any(|r| r.on_plugin_failure == FailurePolicy::FailOpen)
+    {
+        // Compiled now, off the workers, rather than by the first failure on a worker.
+        let _ = tokio::task::spawn_blocking(move || runtime.passthrough()).await;
+    }
     Ok(Router::new(routes))
 }
 
@@ -182,7 +194,7 @@ impl Proxy {
         let mut listeners = Vec::new();
         for (index, lc) in config.listeners.iter().enumerate() {
             let sockets =
-                crate::workers::bind(lc.address, workers.len()).map_err(|e| StartError::Bind {
+                crate::workers::bind(lc.address, workers).map_err(|e| StartError::Bind {
                     index,
                     addr: lc.address,
                     reason: e.to_string(),
@@ -198,6 +210,7 @@ impl Proxy {
                 generation: 0,
             })),
             tunnels: Tunnels::new(),
+            accepted: workers.iter().map(|_| AtomicU64::new(0)).collect(),
         });
         let (stop, stopped) = watch::channel(false);
         let mut addrs = Vec::new();
@@ -211,10 +224,15 @@ impl Proxy {
             tracing::info!(%addr, kind = lc.kind.name(), workers = workers.len(), "listening");
             addrs.push(addr);
             let index = addrs.len() - 1;
-            for (socket, worker) in sockets.into_iter().zip(workers) {
-                let accepting =
-                    accept_loop(socket, index, lc.clone(), shared.clone(), stopped.clone());
-                tasks.spawn_on(accepting, worker);
+            for (w, (socket, handle)) in sockets.into_iter().zip(workers).enumerate() {
+                let accepting = accept_loop(
+                    socket,
+                    (index, w),
+                    lc.clone(),
+                    shared.clone(),
+                    stopped.clone(),
+                );
+                tasks.spawn_on(accepting, handle);
             }
         }
         let reloader = Reloader::start(shared.clone(), source);
@@ -283,6 +301,12 @@ impl Proxy {
             tunnels.wait_closed(Duration::from_secs(2)).await;
         }
         tracing::info!(open_tunnels = tunnels.count(), "drained");
+    }
+
+    /// Connections accepted so far by each worker, in worker order.
+    pub fn accepted_by_worker(&self) -> Vec<u64> {
+        let counts = &self.shared.accepted;
+        counts.iter().map(|c| c.load(Ordering::Relaxed)).collect()
     }
 
     /// Tunnels open now.

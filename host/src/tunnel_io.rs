@@ -73,8 +73,9 @@ struct Pool {
     free: Vec<Vec<u8>>,
 }
 
-/// Most buffers kept in each thread's pool.
-const POOL_KEEP: usize = 64;
+/// Most bytes of free buffers each thread's pool keeps (64 buffers of the
+/// default 64 KiB; fewer when `buffer_size` is larger, but always one).
+const POOL_KEEP_BYTES: usize = 4 << 20;
 
 thread_local! {
     /// One pool per thread: a worker's tunnels take and return buffers without a
@@ -131,7 +132,7 @@ impl Drop for Chunk {
                 pool.size = buf.len();
                 pool.free.clear();
             }
-            if pool.free.len() < POOL_KEEP {
+            if pool.free.is_empty() || (pool.free.len() + 1) * pool.size <= POOL_KEEP_BYTES {
                 pool.free.push(buf);
             }
         });

@@ -217,24 +217,23 @@ pub async fn start_on_workers(routes: impl IntoIterator<Item = Route>, n: usize)
     let config = upgate::Config::parse(&text, "test.toml", Path::new("/"))
         .unwrap_or_else(|e| panic!("bad config: {e}\n{text}"));
     let workers = upgate::workers::spawn(n).expect("worker threads");
-    let started = upgate::Proxy::start_on(config, &workers);
-    match crate::within_for(std::time::Duration::from_secs(30), "proxy start", started).await {
-        Ok(proxy) => Running {
-            addrs: proxy.local_addrs().to_vec(),
-            proxy: Some(proxy),
-        },
+    match start_with(upgate::Proxy::start_on(config, &workers)).await {
+        Ok(r) => r,
         Err(e) => panic!("upgate did not start: {e}\nconfig:\n{text}"),
     }
 }
 
 async fn run(config: upgate::Config) -> Result<Running, String> {
-    let proxy = crate::within_for(
-        std::time::Duration::from_secs(30),
-        "proxy start",
-        upgate::Proxy::start(config),
-    )
-    .await
-    .map_err(|e| e.to_string())?;
+    start_with(upgate::Proxy::start(config)).await
+}
+
+/// Waits (bounded) for a proxy `starting`.
+async fn start_with(
+    starting: impl std::future::Future<Output = Result<upgate::Proxy, upgate::StartError>>,
+) -> Result<Running, String> {
+    let proxy = crate::within_for(std::time::Duration::from_secs(30), "proxy start", starting)
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(Running {
         addrs: proxy.local_addrs().to_vec(),
         proxy: Some(proxy),

@@ -11,7 +11,8 @@ use upgate_tests::raw::RawConn;
 use upgate_tests::{http_origin, origin, within, ws};
 
 /// Connections opened at once: enough that the kernel spreads them over both
-/// workers' sockets (all on one socket has odds of 2^-39).
+/// workers' sockets (it hashes each connection's addresses and ports: all on
+/// one socket has odds of about 2^-39).
 const CONNECTIONS: usize = 40;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -36,6 +37,16 @@ async fn two_workers_serve_upgrades_tunnels_and_plain_http() {
         tunnels.push(within("open a tunnel", t).await.unwrap());
     }
     assert_eq!(proxy.proxy().open_tunnels(), CONNECTIONS);
+    let accepted = proxy.proxy().accepted_by_worker();
+    assert_eq!(
+        accepted.iter().sum::<u64>(),
+        CONNECTIONS as u64,
+        "{accepted:?}"
+    );
+    assert!(
+        accepted.iter().all(|&n| n > 0),
+        "the kernel gave every connection to one worker: {accepted:?}"
+    );
 
     for i in 0..10 {
         let mut client = RawConn::connect(addr).await;

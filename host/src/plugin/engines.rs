@@ -37,7 +37,7 @@ const SCAN_RESIDENT: usize = 1 << 20;
 /// so a one-page plugin that grows once still never faults its pages back in.
 const MEMSET_RESIDENT: usize = 128 << 10;
 /// Freed pool slots kept warm (wasmtime's default is 100), split over the
-/// pool's shards (one per CPU; a thread allocates from its own). While a shard
+/// pool's shards (one per CPU, at most 16; a thread allocates from its own). While a shard
 /// has fewer warm slots than its share, an allocation that finds no free slot
 /// affine to its module there takes a cold slot rather than reusing a warm
 /// one, so more slots end up resident (in full, for a memory reset with
@@ -97,17 +97,12 @@ impl Engines {
         self.ticker.enter()
     }
 
-    /// Compiles `bytes` for the engine its initial memory size picks.
+    /// Compiles `bytes` for the engine its initial memory size picks (read
+    /// from the binary first, so the component is compiled once).
     pub(super) fn compile(&self, bytes: &[u8]) -> wasmtime::Result<Component> {
-        let component = Component::from_binary(&self.memset.engine, bytes)?;
-        let small = component
-            .resources_required()
-            .is_some_and(|r| r.max_initial_memory_size.unwrap_or(0) <= MEMSET_MAX_PAGES);
-        if small {
-            Ok(component)
-        } else {
-            Component::from_binary(&self.page_scan.engine, bytes)
-        }
+        let small = initial_pages(bytes).is_some_and(|pages| pages <= MEMSET_MAX_PAGES);
+        let flavor = if small { &self.memset } else { &self.page_scan };
+        Component::from_binary(&flavor.engine, bytes)
     }
 
     /// The engine `component` was compiled for.
@@ -127,6 +122,20 @@ impl Engines {
             "page-scan"
         }
     }
+}
+
+/// The largest initial size, in wasm pages, of the memories the core modules
+/// of `bytes` define; `None` if it does not parse (compiling will say why).
+fn initial_pages(bytes: &[u8]) -> Option<u64> {
+    let mut pages = 0;
+    for payload in wasmparser::Parser::new(0).parse_all(bytes) {
+        if let wasmparser::Payload::MemorySection(memories) = payload.ok()? {
+            for memory in memories {
+                pages = pages.max(memory.ok()?.initial);
+            }
+        }
+    }
+    Some(pages)
 }
 
 fn flavor(reset: Reset) -> wasmtime::Result<Flavor> {

@@ -1,5 +1,7 @@
-//! Plugins: loading, validating and running them, sandboxed. [`runtime`] owns
-//! the wasmtime engine and runs one hook call on a fresh instance per upgrade;
+//! Plugins: loading, validating and running them, sandboxed. [`engines`] holds
+//! the two wasmtime engines (by how a pooled memory is reset) and the epoch
+//! ticker; [`runtime`] loads plugins and runs one hook call on a fresh instance
+//! per upgrade;
 //! [`state`] is what a call's store holds and the host imports behind it;
 //! [`bindings`] is the host side of `wit/plugin.wit`.
 //!
