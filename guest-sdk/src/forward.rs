@@ -157,25 +157,9 @@ pub fn client_ip(client_addr: &str) -> Option<IpAddr> {
 /// `ip` as text; IPv4 without the formatting machinery (every forwarded
 /// upgrade writes one, and a plugin instance is fresh for each).
 fn ip_text(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(v4) => {
-            let mut text = String::with_capacity(15);
-            for (i, octet) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
-                    text.push('.');
-                }
-                if octet >= 100 {
-                    text.push(char::from(b'0' + octet / 100));
-                }
-                if octet >= 10 {
-                    text.push(char::from(b'0' + octet / 10 % 10));
-                }
-                text.push(char::from(b'0' + octet % 10));
-            }
-            text
-        }
-        IpAddr::V6(v6) => v6.to_string(),
-    }
+    let mut text = String::with_capacity(15);
+    upgate_header_block::text::push_ip(&mut text, ip);
+    text
 }
 
 /// One `Forwarded` element (RFC 7239) for a client at `ip` using `proto`:

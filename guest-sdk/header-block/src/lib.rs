@@ -16,8 +16,12 @@
 //! bytes are part of the format, not terminators to search for). Whether a name
 //! is a token or a value free of CR/LF is for the host to check when it writes
 //! a head, not for this encoding.
+//!
+//! [`text`] holds the text of forwarding header values, which both sides write.
 
 use std::fmt;
+
+pub mod text;
 
 /// Bytes of one length field.
 const LEN: usize = 4;
