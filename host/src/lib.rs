@@ -5,11 +5,11 @@
 //! - [`config`]: the TOML config, validated, with defaults.
 //! - [`server`]: [`Proxy::start`] and [`Proxy::start_on`] load plugins, bind listeners (one socket per worker).
 //! - [`listener`]: accept loops; TLS termination; each connection to its kind's handler.
-//! - [`conn`]: one client connection, TCP or TLS (first head sniffed, then hyper).
+//! - [`conn`]: one client connection, TCP or TLS (first head sniffed: a plain upgrade decided at once, the rest served by hyper).
 //! - [`passthrough`]: a TLS pass-through connection, routed by its ClientHello's SNI.
 //! - [`tls`]: certificates by SNI, TLS to upstreams, the ClientHello reader.
 //! - [`http_proxy`]: plain requests, streamed to pooled upstream connections.
-//! - [`upgrade`]: an upgrade request: plugin, invariant checks, outcome.
+//! - [`upgrade`]: an upgrade request: plugin, invariant checks, outcome; [`switch`]: a 101 and its tunnel.
 //! - [`plugin`]: the wasmtime runtime and the host side of `wit/plugin.wit`.
 //! - [`exchange`], [`upstream`], [`wire`]: the plugin's upstream exchanges on raw connections.
 //! - [`invariants`]: what must hold before a 101 becomes a tunnel.
@@ -39,6 +39,7 @@ pub mod router;
 pub mod server;
 pub mod splice;
 mod splice_forward;
+pub mod switch;
 pub mod tls;
 pub mod tunnel;
 pub mod tunnel_io;

@@ -42,6 +42,18 @@ pub enum Writer {
     Other(WriteHalf<Box<dyn Stream>>),
 }
 
+impl From<TcpStream> for End {
+    fn from(s: TcpStream) -> Self {
+        End::Tcp(s)
+    }
+}
+
+impl From<tokio_rustls::server::TlsStream<TcpStream>> for End {
+    fn from(s: tokio_rustls::server::TlsStream<TcpStream>) -> Self {
+        End::Other(Box::new(s))
+    }
+}
+
 impl From<UpstreamStream> for End {
     fn from(s: UpstreamStream) -> Self {
         match s {

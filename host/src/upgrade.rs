@@ -5,28 +5,35 @@
 
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use std::sync::Arc;
 use std::time::Instant;
 use tracing::{info, warn};
 
 use crate::body::{full, status_response, ProxyBody};
 use crate::config::FailurePolicy;
-use crate::exchange::{Exchange, ExchangeStream};
+use crate::exchange::Exchange;
 use crate::headers::{offered_protocols, websocket_accept, HOP_BY_HOP};
 use crate::invariants::check_switch;
 use crate::plugin::{CallFailure, Decision, LoadedPlugin, PeerInfo, PluginRuntime};
 use crate::relay_body::{framing, relay_body, Framing};
-use crate::rewind::Rewind;
 use crate::router::Route;
-use crate::splice::{self, Mode};
+use crate::splice::Mode;
+use crate::switch::{Switch, Tunnel};
 use crate::tunnel::TunnelLimits;
-use crate::tunnel_io::End;
 use crate::tunnels::Tunnels;
 use crate::wire::{self, RequestHead, ResponseHead};
 
-/// Handles an upgrade request on `route`. `head` is the request as the client
-/// spelled it (names exact when the host read it off the wire, else lower case).
+/// What an upgrade request gets: an answer (an error, the plugin's response, a
+/// relayed upstream answer), or a switch of protocols and its tunnel.
+pub enum Decided {
+    /// An ordinary response: the connection goes on as HTTP.
+    Answer(Response<ProxyBody>),
+    /// A 101, then a tunnel.
+    Switch(Switch),
+}
+
+/// Handles an upgrade request on a connection hyper serves: decides, and for a
+/// switch hands the connection, once hyper lets go of it, to the tunnel.
 pub async fn handle(
     route: Arc<Route>,
     peer: PeerInfo,
@@ -34,12 +41,34 @@ pub async fn handle(
     head: RequestHead,
     tunnels: &Arc<Tunnels>,
 ) -> Response<ProxyBody> {
-    let started = Instant::now();
     let offered = offered_protocols(req.headers());
     let client_key = req
         .headers()
         .get("sec-websocket-key")
         .map(|v| v.as_bytes().to_vec());
+    match decide(route, peer, head, offered, client_key, tunnels).await {
+        Decided::Answer(res) => res,
+        Decided::Switch(Switch { response, tunnel }) => {
+            let on_upgrade = hyper::upgrade::on(&mut req);
+            tokio::spawn(tunnel.run_after(on_upgrade));
+            response
+        }
+    }
+}
+
+/// Decides an upgrade request on `route`. `head` is the request as the client
+/// spelled it (names exact when the host read it off the wire, else lower
+/// case); `offered` the protocols its `Upgrade` lists (lower case), `client_key`
+/// its `Sec-WebSocket-Key`.
+pub async fn decide(
+    route: Arc<Route>,
+    peer: PeerInfo,
+    head: RequestHead,
+    offered: Vec<String>,
+    client_key: Option<Vec<u8>>,
+    tunnels: &Arc<Tunnels>,
+) -> Decided {
+    let started = Instant::now();
     let runtime = PluginRuntime::global();
     let fail_open = route.config.on_plugin_failure == FailurePolicy::FailOpen;
     let fallback_head = fail_open.then(|| head.clone());
@@ -62,7 +91,7 @@ pub async fn handle(
             Err(e) => Err(CallFailure::Instantiate(e)),
         };
     }
-    match decision {
+    let answer = match decision {
         Err(failure) => {
             log.plugin_failed(&ran, &failure, "502");
             status_response(
@@ -98,7 +127,10 @@ pub async fn handle(
                 Ok(p) => p,
                 Err(refusal) => {
                     log.line("refused-switch", Some(&exchange), 502, &refusal.to_string());
-                    return status_response(StatusCode::BAD_GATEWAY, &refusal.to_string());
+                    return Decided::Answer(status_response(
+                        StatusCode::BAD_GATEWAY,
+                        &refusal.to_string(),
+                    ));
                 }
             };
             let response = switch_response(
@@ -108,14 +140,7 @@ pub async fn handle(
                 client_key.as_deref(),
             );
             log.line("tunnel", Some(&exchange), 101, &proto);
-            let on_upgrade = hyper::upgrade::on(&mut req);
-            let limits = TunnelLimits {
-                idle_timeout: route.config.idle_timeout,
-                buffer_size: route.config.buffer_size,
-                max_lifetime: route.config.max_lifetime,
-            };
-            let keepalive = route.config.keepalive.map(|k| (k.interval, k.timeout));
-            let (route_name, client) = (route.config.name.clone(), peer.client_addr);
+            let route_name = route.config.name.clone();
             let ticket = tunnels.open(&route_name);
             // Keep only what the tunnel needs: the heads (and the read buffer's
             // spare capacity) would otherwise live as long as the tunnel.
@@ -123,69 +148,29 @@ pub async fn handle(
                 stream,
                 leftover,
                 upstream,
-                request,
-                response: upstream_head,
                 ..
             } = exchange;
-            drop((request, upstream_head));
-            let leftover = leftover.to_vec();
-            tokio::spawn(async move {
-                let upgraded = match on_upgrade.await {
-                    Ok(u) => u,
-                    Err(e) => {
-                        warn!(route = %route_name, %client, error = %e, "client upgrade failed");
-                        return;
-                    }
-                };
-                let (client_end, client_first) = client_end(upgraded);
-                let upstream_end = match stream {
-                    ExchangeStream::Net(s) => End::from(s),
-                    ExchangeStream::Memory(m) => End::Other(Box::new(m)),
-                };
-                let mode = Mode {
+            let tunnel = Tunnel {
+                upstream_end: stream,
+                upstream_first: leftover.to_vec(),
+                upstream,
+                limits: TunnelLimits {
+                    idle_timeout: route.config.idle_timeout,
+                    buffer_size: route.config.buffer_size,
+                    max_lifetime: route.config.max_lifetime,
+                },
+                mode: Mode {
                     frames: proto == "websocket",
-                    keepalive,
-                };
-                let stats = splice::run(
-                    client_end,
-                    upstream_end,
-                    &client_first,
-                    &leftover,
-                    limits,
-                    mode,
-                    ticket,
-                )
-                .await;
-                info!(
-                    route = %route_name, %client, upstream = %upstream,
-                    duration_ms = stats.duration.as_millis() as u64,
-                    bytes_up = stats.bytes_up, bytes_down = stats.bytes_down,
-                    closed_by = %stats.closed_by, "tunnel closed"
-                );
-            });
-            response
+                    keepalive: route.config.keepalive.map(|k| (k.interval, k.timeout)),
+                },
+                ticket,
+                route: route_name,
+                client: peer.client_addr,
+            };
+            return Decided::Switch(Switch { response, tunnel });
         }
-    }
-}
-
-/// The client's end of the tunnel and the bytes it sent past its head. A plain
-/// TCP connection is taken back out of hyper so the tunnel can read it by
-/// readiness (no buffer held while idle); anything else stays wrapped.
-fn client_end(upgraded: hyper::upgrade::Upgraded) -> (End, Vec<u8>) {
-    match upgraded.downcast::<TokioIo<Rewind<tokio::net::TcpStream>>>() {
-        Ok(parts) => {
-            let (prefix, stream) = parts.io.into_inner().into_parts();
-            let mut first = parts.read_buf.to_vec();
-            first.extend_from_slice(&prefix);
-            (End::Tcp(stream), first)
-        }
-        Err(upgraded) => {
-            tracing::debug!(
-                "client connection is not plain TCP: tunnel reads it with its own buffer"
-            );
-            (End::Other(Box::new(TokioIo::new(upgraded))), Vec::new())
-        }
-    }
+    };
+    Decided::Answer(answer)
 }
 
 struct Log<'a> {

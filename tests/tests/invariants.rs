@@ -321,3 +321,33 @@ async fn the_origins_first_frame_in_the_101_write_arrives() {
     })
     .await;
 }
+
+/// An upgrade that is not a connection's first request goes through hyper's
+/// upgrade hand-off (a first request is decided before hyper): same 101, and
+/// the frame sent with the head still arrives first (5).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_after_a_plain_request_on_one_connection_is_tunnelled() {
+    let echo = origin::ws_echo().await;
+    let http = http_origin::http().await;
+    let proxy = proxy::start([route("/plain", http.addr()), route("/", echo.addr())]).await;
+    let mut client = RawConn::connect(proxy.addr()).await;
+    client
+        .send("GET /plain HTTP/1.1\r\nHost: upgate.test\r\n\r\n")
+        .await;
+    let res = client.read_response().await;
+    assert_eq!(
+        (res.status(), res.text().as_str()),
+        (200, "hello from origin\n")
+    );
+    let mut bytes = raw::upgrade_request("/", "").into_bytes();
+    bytes.extend(frame::masked(frame::TEXT, true, b"early"));
+    client.send(bytes).await;
+    let head = client.read_head().await;
+    assert_eq!(head.status, 101);
+    assert_eq!(head.header("sec-websocket-accept"), Some(raw::ACCEPT));
+    let first = client.read_frame().await;
+    assert_eq!(
+        (first.opcode, first.text().as_str()),
+        (frame::TEXT, "early")
+    );
+}
