@@ -136,6 +136,8 @@ impl Sniffed {
 }
 
 /// How an upgrade decided before hyper ended.
+// Returned once per connection and matched at once: boxing would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 enum Direct {
     /// A 101 to write, and its tunnel.
     Switched(http::Response<ProxyBody>, Tunnel),

@@ -25,6 +25,8 @@ use crate::wire::{self, RequestHead, ResponseHead};
 
 /// What an upgrade request gets: an answer (an error, the plugin's response, a
 /// relayed upstream answer), or a switch of protocols and its tunnel.
+// Returned once per upgrade and matched at once: boxing the switch would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 pub enum Decided {
     /// An ordinary response: the connection goes on as HTTP.
     Answer(Response<ProxyBody>),
