@@ -158,10 +158,7 @@ async fn upgrade_directly(head: RequestHead, peer: &PeerInfo, shared: &Arc<Share
     let Some(route) = route else {
         return Direct::NoRoute(head);
     };
-    let offered = wire::tokens(&head.headers, "upgrade");
-    let client_key = wire::find(&head.headers, "sec-websocket-key").map(<[u8]>::to_vec);
-    let tunnels = &shared.tunnels;
-    match crate::upgrade::decide(route, peer.clone(), head, offered, client_key, tunnels).await {
+    match crate::upgrade::decide(route, peer.clone(), head, &shared.tunnels).await {
         Decided::Switch(Switch { response, tunnel }) => Direct::Switched(response, tunnel),
         Decided::Answer(response) => Direct::Answered(response),
     }

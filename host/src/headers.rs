@@ -41,14 +41,6 @@ pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
     headers.contains_key(http::header::UPGRADE) && has_token(headers, "connection", "upgrade")
 }
 
-/// The protocol names the `Upgrade` header offers, lower-cased, version suffix kept
-/// (`websocket`, `h2c`, `foo/2`).
-pub fn offered_protocols(headers: &HeaderMap) -> Vec<String> {
-    tokens(headers, "upgrade")
-        .map(|t| t.to_ascii_lowercase())
-        .collect()
-}
-
 /// [`HOP_BY_HOP`] as header names, built once: removing by `&str` would parse
 /// and classify each name again on every request.
 static HOP_BY_HOP_NAMES: [HeaderName; 7] = [

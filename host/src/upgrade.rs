@@ -12,7 +12,7 @@ use tracing::{info, warn};
 use crate::body::{full, status_response, ProxyBody};
 use crate::config::FailurePolicy;
 use crate::exchange::Exchange;
-use crate::headers::{offered_protocols, websocket_accept, HOP_BY_HOP};
+use crate::headers::{websocket_accept, HOP_BY_HOP};
 use crate::invariants::check_switch;
 use crate::plugin::{CallFailure, Decision, LoadedPlugin, PeerInfo, PluginRuntime};
 use crate::relay_body::{framing, relay_body, Framing};
@@ -43,12 +43,7 @@ pub async fn handle(
     head: RequestHead,
     tunnels: &Arc<Tunnels>,
 ) -> Response<ProxyBody> {
-    let offered = offered_protocols(req.headers());
-    let client_key = req
-        .headers()
-        .get("sec-websocket-key")
-        .map(|v| v.as_bytes().to_vec());
-    match decide(route, peer, head, offered, client_key, tunnels).await {
+    match decide(route, peer, head, tunnels).await {
         Decided::Answer(res) => res,
         Decided::Switch(Switch { response, tunnel }) => {
             let on_upgrade = hyper::upgrade::on(&mut req);
@@ -59,18 +54,16 @@ pub async fn handle(
 }
 
 /// Decides an upgrade request on `route`. `head` is the request as the client
-/// spelled it (names exact when the host read it off the wire, else lower
-/// case); `offered` the protocols its `Upgrade` lists (lower case), `client_key`
-/// its `Sec-WebSocket-Key`.
+/// spelled it (names exact when the host read it off the wire, else lower case).
 pub async fn decide(
     route: Arc<Route>,
     peer: PeerInfo,
     head: RequestHead,
-    offered: Vec<String>,
-    client_key: Option<Vec<u8>>,
     tunnels: &Arc<Tunnels>,
 ) -> Decided {
     let started = Instant::now();
+    let offered = wire::tokens(&head.headers, "upgrade");
+    let client_key = wire::find(&head.headers, "sec-websocket-key").map(<[u8]>::to_vec);
     let runtime = PluginRuntime::global();
     let fail_open = route.config.on_plugin_failure == FailurePolicy::FailOpen;
     let fallback_head = fail_open.then(|| head.clone());

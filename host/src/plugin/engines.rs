@@ -61,6 +61,8 @@ enum Reset {
 pub(super) struct Flavor {
     pub(super) engine: Engine,
     pub(super) linker: Linker<CallState>,
+    /// How its pool resets a memory, for logs: `"memset"` or `"page-scan"`.
+    pub(super) reset: &'static str,
 }
 
 /// Both engines, and the thread that advances their epochs.
@@ -113,15 +115,6 @@ impl Engines {
             &self.page_scan
         }
     }
-
-    /// The reset strategy of the engine `component` was compiled for, for logs.
-    pub(super) fn reset_name(&self, component: &Component) -> &'static str {
-        if Engine::same(component.engine(), &self.memset.engine) {
-            "memset"
-        } else {
-            "page-scan"
-        }
-    }
 }
 
 /// The largest initial size, in wasm pages, of the memories the core modules
@@ -139,9 +132,9 @@ fn initial_pages(bytes: &[u8]) -> Option<u64> {
 }
 
 fn flavor(reset: Reset) -> wasmtime::Result<Flavor> {
-    let (resident, scan) = match reset {
-        Reset::Memset => (MEMSET_RESIDENT, Enabled::No),
-        Reset::PageScan => (SCAN_RESIDENT, Enabled::Auto),
+    let (resident, scan, name) = match reset {
+        Reset::Memset => (MEMSET_RESIDENT, Enabled::No, "memset"),
+        Reset::PageScan => (SCAN_RESIDENT, Enabled::Auto, "page-scan"),
     };
     let mut pool = PoolingAllocationConfig::new();
     pool.total_component_instances(POOL_INSTANCES)
@@ -166,5 +159,9 @@ fn flavor(reset: Reset) -> wasmtime::Result<Flavor> {
     let mut linker = Linker::new(&engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     bindings::Plugin::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)?;
-    Ok(Flavor { engine, linker })
+    Ok(Flavor {
+        engine,
+        linker,
+        reset: name,
+    })
 }

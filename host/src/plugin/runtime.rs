@@ -119,9 +119,8 @@ impl PluginRuntime {
                 c
             }
         };
-        let pre = self
-            .engines
-            .of(&component)
+        let flavor = self.engines.of(&component);
+        let pre = flavor
             .linker
             .instantiate_pre(&component)
             .map_err(|e| invalid(format!("{e:#}")))?;
@@ -131,7 +130,7 @@ impl PluginRuntime {
             hash,
             pre,
             exports,
-            reset: self.engines.reset_name(&component),
+            reset: flavor.reset,
         })
     }
 
