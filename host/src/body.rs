@@ -20,17 +20,37 @@ pub fn full(bytes: impl Into<Bytes>) -> ProxyBody {
 
 /// A short `text/plain` answer from the proxy itself: `"<code> <reason>: <why>\n"`.
 pub fn status_response(status: StatusCode, why: &str) -> Response<ProxyBody> {
-    let text = format!(
+    let mut res = Response::new(full(status_text(status, why)));
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(TEXT_PLAIN),
+    );
+    res
+}
+
+const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
+
+fn status_text(status: StatusCode, why: &str) -> String {
+    format!(
         "{} {}: {}\n",
         status.as_u16(),
         status.canonical_reason().unwrap_or(""),
         why
+    )
+}
+
+/// The same answer as [`status_response`], as bytes on the wire (for the paths
+/// that write responses without hyper); `close` adds `Connection: close`.
+pub fn status_bytes(status: StatusCode, why: &str, close: bool) -> Vec<u8> {
+    let text = status_text(status, why);
+    let mut out = format!(
+        "HTTP/1.1 {} {}\r\ncontent-type: {TEXT_PLAIN}\r\ncontent-length: {}\r\n{}\r\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or(""),
+        text.len(),
+        if close { "connection: close\r\n" } else { "" },
     );
-    let mut res = Response::new(full(text));
-    *res.status_mut() = status;
-    res.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    res
+    out.push_str(&text);
+    out.into_bytes()
 }

@@ -1,13 +1,15 @@
-//! One client connection, plain TCP or TLS terminated by the listener: read
-//! the first request head off the wire (so a plugin sees header names as the
-//! client spelled them; a client too slow to send it gets 408). When that first
-//! request is a plain upgrade request (GET, HTTP/1.1, no body) that a route
-//! takes, it is decided right away: a switch writes the 101 and starts the
-//! tunnel without hyper ever seeing the connection. Everything else (and the
-//! answer to an upgrade that is not switched) is served by hyper, dispatching
+//! One client connection, plain TCP or TLS terminated by the listener. Each
+//! request head is read off the wire first (so a plugin sees header names as
+//! the client spelled them; a client too slow to send its first head gets
+//! 408). A plain upgrade request (GET, HTTP/1.1, no body) that a route takes
+//! is decided right away: a switch writes the 101 and starts the tunnel
+//! without hyper ever seeing the connection. A bodyless plain request is
+//! served by [`crate::direct_http`], and the connection goes on to its next
+//! request. Anything else (and the answer to an upgrade that is not switched)
+//! hands the connection to hyper for the rest of its life, which dispatches
 //! each request to the upgrade path or the plain proxy.
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use http::{Request, StatusCode};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -18,65 +20,91 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
 use crate::body::{status_response, ProxyBody};
+use crate::direct_head::{self, PlainRequest};
+use crate::direct_http::{self, After, Target};
 use crate::headers::is_upgrade_request;
 use crate::plugin::PeerInfo;
 use crate::rewind::Rewind;
+use crate::router::Route;
 use crate::server::Shared;
-use crate::switch::{self, Switch, Tunnel};
+use crate::switch::{self, Switch};
 use crate::tunnel_io::End;
 use crate::upgrade::Decided;
 use crate::wire::{self, Header, RequestHead};
 
 /// Serves one accepted connection until it closes. `peer` says who the client
-/// is and whether it came over TLS; `accepted` is when, for the head timeout.
-pub async fn serve<S>(mut stream: S, peer: PeerInfo, accepted: Instant, shared: Arc<Shared>)
-where
+/// is and whether it came over TLS; `accepted` is when, for the head timeout;
+/// `worker` is the worker serving it (its pool of upstream connections).
+pub async fn serve<S>(
+    mut stream: S,
+    peer: PeerInfo,
+    accepted: Instant,
+    shared: Arc<Shared>,
+    worker: usize,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + Into<End> + 'static,
 {
     let client = peer.client_addr;
     let head_timeout = shared.snapshot().config.request_head_timeout;
     let mut buf = BytesMut::with_capacity(4096);
-    let sniffed =
-        tokio::time::timeout_at(accepted + head_timeout, sniff_head(&mut stream, &mut buf));
-    let first = match sniffed.await {
-        Err(_) => {
-            tracing::info!(%client, timeout_ms = head_timeout.as_millis() as u64, "request head timeout: 408");
-            let _ = stream
-                .write_all(b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
-                .await;
-            let _ = stream.shutdown().await;
-            return;
-        }
-        Ok(None) => return,
-        Ok(Some(head)) => head,
-    };
-    // The first request's answer, when it was an upgrade decided here but not
-    // switched: hyper reads the request and sends this answer.
-    let mut answered = None;
-    let first = match first {
-        Some(sniffed) if sniffed.plain_upgrade() => {
-            let len = sniffed.len;
-            match upgrade_directly(sniffed.head, &peer, &shared).await {
-                Direct::Switched(response, tunnel) => {
-                    let head = switch::head_bytes(&response);
-                    // A TLS stream may hold the write until flushed.
-                    if stream.write_all(&head).await.is_err() || stream.flush().await.is_err() {
+    let mut deadline = accepted + head_timeout;
+    let mut first = true;
+    // What hyper gets: the raw head of the request it reads first, and the
+    // answer to it when that was an upgrade decided here but not switched.
+    let (raw, answered) = loop {
+        let len = match tokio::time::timeout_at(deadline, read_head(&mut stream, &mut buf)).await {
+            Err(_) if first || !buf.is_empty() => {
+                tracing::info!(%client, timeout_ms = head_timeout.as_millis() as u64, "request head timeout: 408");
+                let _ = stream
+                    .write_all(b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+                    .await;
+                let _ = stream.shutdown().await;
+                return;
+            }
+            // An idle keep-alive connection: closed quietly.
+            Err(_) | Ok(Read::Gone) => return,
+            Ok(Read::Unparsable) => break (None, None),
+            Ok(Read::Head(len)) => len,
+        };
+        match classify(&buf[..len], &peer, &shared) {
+            Step::Upgrade(head, route) => {
+                match crate::upgrade::decide(route, peer.clone(), head, &shared.tunnels).await {
+                    Decided::Switch(Switch { response, tunnel }) => {
+                        let head = switch::head_bytes(&response);
+                        // A TLS stream may hold the write until flushed.
+                        if stream.write_all(&head).await.is_err() || stream.flush().await.is_err() {
+                            return;
+                        }
+                        let client_first = buf.get(len..).unwrap_or_default().to_vec();
+                        tokio::spawn(tunnel.run(stream.into(), client_first));
                         return;
                     }
-                    let client_first = buf.get(len..).unwrap_or_default().to_vec();
-                    tokio::spawn(tunnel.run(stream.into(), client_first));
+                    Decided::Answer(response) => break (None, Some(response)),
+                }
+            }
+            Step::Plain(req, route) => {
+                buf.advance(len);
+                let snapshot = shared.snapshot();
+                let Some(upstream) = route.upstreams.first() else {
+                    return;
+                };
+                let target = Target {
+                    pools: snapshot.http.direct_pools(),
+                    worker,
+                    upstream,
+                    response_timeout: route.config.response_timeout,
+                };
+                if direct_http::serve(&mut stream, req, target).await == After::Close {
+                    let _ = stream.shutdown().await;
                     return;
                 }
-                Direct::Answered(response) => {
-                    answered = Some(response);
-                    None
-                }
-                Direct::NoRoute(head) => Some(head),
+                first = false;
+                deadline = Instant::now() + head_timeout;
             }
+            Step::Hyper(head) => break (head, None),
         }
-        other => other.map(|s| s.head),
     };
-    let first = Mutex::new((first, answered));
+    let first = Mutex::new((raw, answered));
     let io = TokioIo::new(Rewind::new(buf.freeze(), stream));
     let service = service_fn(move |req: Request<Incoming>| {
         let (raw, answered) = match first.lock() {
@@ -103,100 +131,116 @@ where
     }
 }
 
-/// The first request head, as read off the wire.
-struct Sniffed {
-    head: RequestHead,
-    /// Bytes of `buf` the head takes (what follows is the client's, after it).
-    len: usize,
-    /// HTTP/1.1 (not 1.0).
-    http11: bool,
+/// What reading a request head came to.
+enum Read {
+    /// The client left before sending a byte of it.
+    Gone,
+    /// Not a parsable head (or cut short): hyper answers it.
+    Unparsable,
+    /// A whole head: its length in the buffer.
+    Head(usize),
 }
 
-impl Sniffed {
-    /// A request upgate can decide without hyper: a GET of an origin-form
-    /// target over HTTP/1.1 with one `Host`, asking to upgrade, with no body.
-    /// Anything else goes to hyper, which checks it as for any request.
-    fn plain_upgrade(&self) -> bool {
-        let h = &self.head.headers;
-        let count = |name: &str| {
-            h.iter()
-                .filter(|f| f.name.eq_ignore_ascii_case(name))
-                .count()
-        };
-        self.http11
-            && self.head.method == "GET"
-            && self.head.target.starts_with('/')
-            && count("host") == 1
-            && count("transfer-encoding") == 0
-            && wire::find(h, "content-length").is_none_or(|v| v == b"0")
-            && count("content-length") <= 1
-            && wire::find(h, "upgrade").is_some()
-            && wire::tokens(h, "connection").iter().any(|t| t == "upgrade")
-    }
-}
-
-/// How an upgrade decided before hyper ended.
-// Returned once per connection and matched at once: boxing would only add an allocation.
+/// What serves a request.
+// Made once per request and matched at once: boxing would only add an allocation.
 #[allow(clippy::large_enum_variant)]
-enum Direct {
-    /// A 101 to write, and its tunnel.
-    Switched(http::Response<ProxyBody>, Tunnel),
-    /// An answer for hyper to send.
-    Answered(http::Response<ProxyBody>),
-    /// No route takes it: hyper answers (404), the head back for it.
-    NoRoute(RequestHead),
+enum Step {
+    /// A plain upgrade a route takes: decided before hyper.
+    Upgrade(RequestHead, Arc<Route>),
+    /// A bodyless plain request a route with an upstream takes: served directly.
+    Plain(PlainRequest, Arc<Route>),
+    /// Anything else: hyper, with the raw head when it parsed.
+    Hyper(Option<RequestHead>),
 }
 
-/// Decides the connection's first request, a plain upgrade, before hyper.
-async fn upgrade_directly(head: RequestHead, peer: &PeerInfo, shared: &Arc<Shared>) -> Direct {
+/// Picks what serves the request whose whole head is `head`.
+fn classify(head: &[u8], peer: &PeerInfo, shared: &Shared) -> Step {
+    let mut slots = [httparse::EMPTY_HEADER; wire::MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut slots);
+    if !matches!(req.parse(head), Ok(httparse::Status::Complete(_))) {
+        return Step::Hyper(None);
+    }
+    let owned = |req: &httparse::Request| RequestHead {
+        method: req.method.unwrap_or_default().to_string(),
+        target: req.path.unwrap_or_default().to_string(),
+        headers: req
+            .headers
+            .iter()
+            .map(|h| Header {
+                name: h.name.to_string(),
+                value: h.value.to_vec(),
+            })
+            .collect(),
+    };
+    let upgrade = plain_upgrade(&req);
+    if !upgrade && !direct_head::qualifies(&req) {
+        return Step::Hyper(Some(owned(&req)));
+    }
     let route = {
-        let snapshot = shared.snapshot();
-        let host = wire::find(&head.headers, "host").and_then(|v| std::str::from_utf8(v).ok());
-        let path = head.target.split('?').next().unwrap_or("/");
-        snapshot.router.find(host, path).cloned()
+        let host = req
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case("host"))
+            .and_then(|h| std::str::from_utf8(h.value).ok());
+        let path = req.path.unwrap_or("/");
+        let path = path.split('?').next().unwrap_or("/");
+        shared.snapshot().router.find(host, path).cloned()
     };
-    let Some(route) = route else {
-        return Direct::NoRoute(head);
-    };
-    match crate::upgrade::decide(route, peer.clone(), head, &shared.tunnels).await {
-        Decided::Switch(Switch { response, tunnel }) => Direct::Switched(response, tunnel),
-        Decided::Answer(response) => Direct::Answered(response),
+    match route {
+        Some(route) if upgrade => Step::Upgrade(owned(&req), route),
+        Some(route) if !route.upstreams.is_empty() => Step::Plain(
+            direct_head::plain_request(&req, peer.client_addr, peer.scheme),
+            route,
+        ),
+        // No route (hyper answers 404), or one without an upstream (502).
+        _ => Step::Hyper(Some(owned(&req))),
     }
 }
 
-/// Reads until `buf` holds one full request head. `None`: the client left before
-/// sending a byte; `Some(None)`: not a parsable head, hyper answers it; `Some(Some(head))`.
-async fn sniff_head<S: AsyncRead + Unpin>(
-    stream: &mut S,
-    buf: &mut BytesMut,
-) -> Option<Option<Sniffed>> {
+/// A request upgate can decide without hyper: a GET of an origin-form
+/// target over HTTP/1.1 with one `Host`, asking to upgrade, with no body.
+/// Anything else goes to hyper, which checks it as for any request.
+fn plain_upgrade(req: &httparse::Request) -> bool {
+    fn named<'a, 'h>(
+        req: &'a httparse::Request<'h, '_>,
+        name: &'static str,
+    ) -> impl Iterator<Item = &'a httparse::Header<'h>> {
+        req.headers
+            .iter()
+            .filter(move |h| h.name.eq_ignore_ascii_case(name))
+    }
+    let named = |name: &'static str| named(req, name);
+    let lengths: Vec<&[u8]> = named("content-length").map(|h| h.value).collect();
+    req.version == Some(1)
+        && req.method == Some("GET")
+        && req.path.is_some_and(|p| p.starts_with('/'))
+        && named("host").count() == 1
+        && named("transfer-encoding").count() == 0
+        && lengths.len() <= 1
+        && lengths.iter().all(|v| v.trim_ascii() == b"0")
+        && named("upgrade").count() > 0
+        && named("connection")
+            .flat_map(|h| h.value.split(|&b| b == b','))
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"upgrade"))
+}
+
+/// Reads until `buf` holds one full request head (one may already be there:
+/// a client may send its next request before the answer to this one).
+async fn read_head<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut BytesMut) -> Read {
     loop {
-        let mut slots = [httparse::EMPTY_HEADER; wire::MAX_HEADERS];
-        let mut req = httparse::Request::new(&mut slots);
-        match req.parse(buf) {
-            Ok(httparse::Status::Complete(len)) => {
-                let head = RequestHead {
-                    method: req.method.unwrap_or_default().to_string(),
-                    target: req.path.unwrap_or_default().to_string(),
-                    headers: req
-                        .headers
-                        .iter()
-                        .map(|h| Header {
-                            name: h.name.to_string(),
-                            value: h.value.to_vec(),
-                        })
-                        .collect(),
-                };
-                let http11 = req.version == Some(1);
-                return Some(Some(Sniffed { head, len, http11 }));
+        if !buf.is_empty() {
+            let mut slots = [httparse::EMPTY_HEADER; wire::MAX_HEADERS];
+            let mut req = httparse::Request::new(&mut slots);
+            match req.parse(buf) {
+                Ok(httparse::Status::Complete(len)) => return Read::Head(len),
+                Ok(httparse::Status::Partial) if buf.len() < wire::MAX_HEAD => {}
+                _ => return Read::Unparsable,
             }
-            Ok(httparse::Status::Partial) if buf.len() < wire::MAX_HEAD => {}
-            _ => return Some(None),
         }
         buf.reserve(4096);
         match stream.read_buf(buf).await {
-            Ok(0) | Err(_) if buf.is_empty() => return None,
-            Ok(0) | Err(_) => return Some(None),
+            Ok(0) | Err(_) if buf.is_empty() => return Read::Gone,
+            Ok(0) | Err(_) => return Read::Unparsable,
             Ok(_) => {}
         }
     }

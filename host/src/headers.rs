@@ -99,21 +99,39 @@ pub fn socket_text(addr: SocketAddr) -> String {
 
 /// Adds `X-Forwarded-For` (appended), `X-Forwarded-Proto` and `Forwarded` (appended).
 pub fn add_forwarding(headers: &mut HeaderMap, client: SocketAddr, proto: &str) {
-    let mut xff = String::with_capacity(64);
-    if let Some(prev) = headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        if !prev.trim().is_empty() {
-            xff.push_str(prev);
-            xff.push_str(", ");
-        }
-    }
-    push_ip(&mut xff, client.ip());
-    if let Ok(v) = HeaderValue::from_str(&xff) {
+    let prev = headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok());
+    if let Ok(v) = HeaderValue::from_str(&forwarded_for(prev, client)) {
         headers.insert(&X_FORWARDED_FOR, v);
     }
     headers.insert(
         &X_FORWARDED_PROTO,
         HeaderValue::from_static(static_proto(proto)),
     );
+    let host = headers
+        .get(http::header::HOST)
+        .and_then(|v| v.to_str().ok());
+    if let Ok(v) = HeaderValue::from_str(&forwarded(client, proto, host)) {
+        headers.append(http::header::FORWARDED, v);
+    }
+}
+
+/// The `X-Forwarded-For` value: the client's address after the list an earlier
+/// hop sent (`prev`, the first such header), if any.
+pub fn forwarded_for(prev: Option<&str>, client: SocketAddr) -> String {
+    let mut xff = String::with_capacity(64);
+    if let Some(prev) = prev {
+        if !prev.trim().is_empty() {
+            xff.push_str(prev);
+            xff.push_str(", ");
+        }
+    }
+    push_ip(&mut xff, client.ip());
+    xff
+}
+
+/// This hop's `Forwarded` element (RFC 7239): `for`, `proto`, and `host` when
+/// the request's `Host` is plain enough to quote.
+pub fn forwarded(client: SocketAddr, proto: &str, host: Option<&str>) -> String {
     let mut fwd = String::with_capacity(96);
     fwd.push_str("for=");
     match client {
@@ -126,10 +144,7 @@ pub fn add_forwarding(headers: &mut HeaderMap, client: SocketAddr, proto: &str) 
     }
     fwd.push_str(";proto=");
     fwd.push_str(proto);
-    if let Some(host) = headers
-        .get(http::header::HOST)
-        .and_then(|v| v.to_str().ok())
-    {
+    if let Some(host) = host {
         if host
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
@@ -139,12 +154,11 @@ pub fn add_forwarding(headers: &mut HeaderMap, client: SocketAddr, proto: &str) 
             fwd.push('"');
         }
     }
-    if let Ok(v) = HeaderValue::from_str(&fwd) {
-        headers.append(http::header::FORWARDED, v);
-    }
+    fwd
 }
 
-fn static_proto(proto: &str) -> &'static str {
+/// `proto` as a `'static` value: `https`, else `http`.
+pub fn static_proto(proto: &str) -> &'static str {
     if proto == "https" {
         "https"
     } else {

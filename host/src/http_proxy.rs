@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use crate::body::{status_response, ProxyBody};
 use crate::config::UpstreamConfig;
+use crate::direct_pool::Pools;
 use crate::headers::{add_forwarding, remove_hop_by_hop};
 use crate::router::Route;
 use crate::upstream::{self, ConnectError, UpstreamStream};
@@ -26,10 +27,12 @@ const POOL_IDLE_PER_UPSTREAM: usize = 64;
 /// How long an idle pooled connection is kept.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// A pooled HTTP client whose "hosts" are upstream names.
+/// A pooled HTTP client whose "hosts" are upstream names, and the per-worker
+/// pools of the direct path ([`crate::direct_http`]).
 #[derive(Clone)]
 pub struct HttpProxy {
     client: Client<UpstreamConnector, ProxyBody>,
+    direct: Arc<Pools>,
 }
 
 /// Connects a pool key (an upstream name, as the URI host) to that upstream.
@@ -107,8 +110,8 @@ impl tower_service::Service<Uri> for UpstreamConnector {
 }
 
 impl HttpProxy {
-    /// A client over `upstreams` (by name).
-    pub fn new(upstreams: BTreeMap<String, UpstreamConfig>) -> HttpProxy {
+    /// A client over `upstreams` (by name), with direct-path pools for `workers` workers.
+    pub fn new(upstreams: BTreeMap<String, UpstreamConfig>, workers: usize) -> HttpProxy {
         let connector = UpstreamConnector {
             upstreams: Arc::new(upstreams),
         };
@@ -117,7 +120,15 @@ impl HttpProxy {
             .pool_max_idle_per_host(POOL_IDLE_PER_UPSTREAM)
             .set_host(false)
             .build(connector);
-        HttpProxy { client }
+        HttpProxy {
+            client,
+            direct: Arc::new(Pools::new(workers)),
+        }
+    }
+
+    /// The idle upstream connections of the direct path, per worker.
+    pub fn direct_pools(&self) -> &Pools {
+        &self.direct
     }
 
     /// Forwards `req` to `route`'s default upstream.

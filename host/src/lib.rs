@@ -5,10 +5,11 @@
 //! - [`config`]: the TOML config, validated, with defaults.
 //! - [`server`]: [`Proxy::start`] and [`Proxy::start_on`] load plugins, bind listeners (one socket per worker).
 //! - [`listener`]: accept loops; TLS termination; each connection to its kind's handler.
-//! - [`conn`]: one client connection, TCP or TLS (first head sniffed: a plain upgrade decided at once, the rest served by hyper).
+//! - [`conn`]: one client connection, TCP or TLS (each head read off the wire: a plain upgrade decided at once, a bodyless plain request served directly, the rest by hyper).
 //! - [`passthrough`]: a TLS pass-through connection, routed by its ClientHello's SNI.
 //! - [`tls`]: certificates by SNI, TLS to upstreams, the ClientHello reader.
-//! - [`http_proxy`]: plain requests, streamed to pooled upstream connections.
+//! - [`http_proxy`]: plain requests through hyper, streamed to pooled upstream connections.
+//! - [`direct_http`]: bodyless plain requests without hyper ([`direct_head`], [`direct_pool`], [`chunk_scan`]).
 //! - [`upgrade`]: an upgrade request: plugin, invariant checks, outcome; [`switch`]: a 101 and its tunnel.
 //! - [`plugin`]: the wasmtime runtime and the host side of `wit/plugin.wit`.
 //! - [`exchange`], [`upstream`], [`wire`]: the plugin's upstream exchanges on raw connections.
@@ -22,9 +23,13 @@
 //! - [`demo`]: the built-in echo backend and page of `upgate demo`.
 
 pub mod body;
+pub mod chunk_scan;
 pub mod config;
 pub mod conn;
 pub mod demo;
+pub mod direct_head;
+pub mod direct_http;
+pub mod direct_pool;
 pub mod exchange;
 pub mod headers;
 pub mod http_proxy;

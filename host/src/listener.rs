@@ -54,7 +54,7 @@ pub async fn accept_loop(
                     if let Some(count) = shared.accepted.get(worker) {
                         count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
-                    tokio::spawn(handle(stream, client, started.clone(), shared.clone()));
+                    tokio::spawn(handle(stream, client, started.clone(), shared.clone(), worker));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
@@ -82,7 +82,13 @@ fn current_kind(shared: &Shared, started: &Started) -> ListenerKind {
 /// One accepted connection, as its own task. What serves it is boxed: the task
 /// then stays small (the serving futures of all three kinds inline made it
 /// 8.5 KB, copied whole when the task was created and twice more when it ended).
-async fn handle(tcp: TcpStream, client: SocketAddr, started: Arc<Started>, shared: Arc<Shared>) {
+async fn handle(
+    tcp: TcpStream,
+    client: SocketAddr,
+    started: Arc<Started>,
+    shared: Arc<Shared>,
+    worker: usize,
+) {
     let accepted = Instant::now();
     let _ = tcp.set_nodelay(true);
     let head_timeout = shared.snapshot().config.request_head_timeout;
@@ -94,7 +100,7 @@ async fn handle(tcp: TcpStream, client: SocketAddr, started: Arc<Started>, share
                 scheme: "http",
                 tls_server_name: None,
             };
-            Box::pin(conn::serve(tcp, peer, accepted, shared)).await;
+            Box::pin(conn::serve(tcp, peer, accepted, shared, worker)).await;
         }
         ListenerKind::Tls(config) => {
             let handshake = Box::pin(TlsAcceptor::from(config).accept(tcp));
@@ -115,7 +121,7 @@ async fn handle(tcp: TcpStream, client: SocketAddr, started: Arc<Started>, share
                 scheme: "https",
                 tls_server_name: tls.get_ref().1.server_name().map(str::to_ascii_lowercase),
             };
-            Box::pin(conn::serve(tls, peer, accepted, shared)).await;
+            Box::pin(conn::serve(tls, peer, accepted, shared, worker)).await;
         }
         ListenerKind::Passthrough(config) => {
             Box::pin(passthrough::serve(tcp, client, listener, config, shared)).await;
@@ -126,7 +132,7 @@ async fn handle(tcp: TcpStream, client: SocketAddr, started: Arc<Started>, share
 #[cfg(test)]
 mod tests {
     /// The size of the future `f` returns.
-    fn future_size<A, B, C, D, F>(_: impl Fn(A, B, C, D) -> F) -> usize {
+    fn future_size<A, B, C, D, E, F>(_: impl Fn(A, B, C, D, E) -> F) -> usize {
         std::mem::size_of::<F>()
     }
 

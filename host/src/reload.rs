@@ -296,7 +296,7 @@ impl Reloader {
         let http = if config.upstreams == old.config.upstreams {
             old.http.clone()
         } else {
-            HttpProxy::new(config.upstreams.clone())
+            HttpProxy::new(config.upstreams.clone(), self.shared.accepted.len())
         };
         let routes = router.routes().len();
         self.drain_removed_routes(&old.config, &config);

@@ -205,7 +205,7 @@ impl Proxy {
         let shared = Arc::new(Shared {
             current: RwLock::new(Arc::new(Snapshot {
                 router,
-                http: HttpProxy::new(config.upstreams.clone()),
+                http: HttpProxy::new(config.upstreams.clone(), workers.len()),
                 config: config.clone(),
                 generation: 0,
             })),

@@ -1,0 +1,264 @@
+//! The heads of a plain request served without hyper ([`crate::direct_http`]):
+//! which requests qualify, the head written upstream (hop-by-hop headers
+//! dropped, forwarding headers added, every other header spelled as the client
+//! spelled it), and the head written back to the client with how its body is
+//! framed. Where a chunked body ends is [`crate::chunk_scan`]'s job.
+
+use std::net::SocketAddr;
+
+use crate::headers::{forwarded, forwarded_for, static_proto, HOP_BY_HOP};
+use crate::relay_body::Framing;
+
+/// What the direct path needs of a request, taken from its parsed head.
+#[derive(Debug)]
+pub struct PlainRequest {
+    /// The head to write upstream.
+    pub upstream_head: Vec<u8>,
+    /// A `HEAD` request: its response has no body whatever its headers say.
+    pub head_method: bool,
+    /// Safe to send again on a fresh connection when a pooled one turns out
+    /// closed before answering (RFC 9110 §9.2.2).
+    pub idempotent: bool,
+    /// The client asked to close the connection after this response.
+    pub close: bool,
+}
+
+/// The head the client gets, and what follows it.
+#[derive(Debug)]
+pub struct ClientHead {
+    /// Status line and headers, ending with the empty line.
+    pub bytes: Vec<u8>,
+    /// How the body that follows is framed (forwarded as it comes, chunks included).
+    pub framing: Framing,
+    /// The upstream connection may serve another request once the body is read.
+    pub reusable: bool,
+    /// The client connection closes after this response (the client asked, or
+    /// the body ends only when the upstream closes).
+    pub close: bool,
+}
+
+fn eq(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b)
+}
+
+fn trim(v: &[u8]) -> &[u8] {
+    v.trim_ascii()
+}
+
+/// Whether a parsed request can be served directly: HTTP/1.1, an origin-form
+/// target, one `Host`, no body, not asking to upgrade, no `Expect`, not
+/// `CONNECT`. Anything else goes to hyper.
+pub fn qualifies(req: &httparse::Request) -> bool {
+    let (Some(1), Some(method), Some(path)) = (req.version, req.method, req.path) else {
+        return false;
+    };
+    if method == "CONNECT" || !path.starts_with('/') {
+        return false;
+    }
+    let mut hosts = 0;
+    for h in req.headers.iter() {
+        if eq(h.name, "host") {
+            hosts += 1;
+        } else if eq(h.name, "content-length") {
+            if trim(h.value) != b"0" {
+                return false;
+            }
+        } else if eq(h.name, "transfer-encoding") || eq(h.name, "upgrade") || eq(h.name, "expect") {
+            return false;
+        }
+    }
+    hosts == 1
+}
+
+/// The tokens of every `Connection` header, trimmed.
+fn connection_tokens<'a>(headers: &'a [httparse::Header<'a>]) -> Vec<&'a [u8]> {
+    headers
+        .iter()
+        .filter(|h| eq(h.name, "connection"))
+        .flat_map(|h| h.value.split(|&b| b == b','))
+        .map(trim)
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+/// A hop-by-hop header: on the fixed list or named by `Connection`.
+fn hop_by_hop(name: &str, named: &[&[u8]]) -> bool {
+    HOP_BY_HOP.iter().any(|h| eq(name, h))
+        || named
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case(name.as_bytes()))
+}
+
+fn push_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The request as the upstream gets it (from a head [`qualifies`] took).
+pub fn plain_request(req: &httparse::Request, client: SocketAddr, proto: &str) -> PlainRequest {
+    let method = req.method.unwrap_or("GET");
+    let path = req.path.unwrap_or("/");
+    let named = connection_tokens(req.headers);
+    let size: usize = req
+        .headers
+        .iter()
+        .map(|h| h.name.len() + h.value.len() + 4)
+        .sum();
+    let mut out = Vec::with_capacity(method.len() + path.len() + size + 192);
+    out.extend_from_slice(method.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(path.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let mut prev_for = None;
+    let mut host = None;
+    for h in req.headers.iter() {
+        if hop_by_hop(h.name, &named) || eq(h.name, "x-forwarded-proto") {
+            continue;
+        }
+        if eq(h.name, "x-forwarded-for") {
+            // The first list an earlier hop sent goes on, with this client after it.
+            prev_for = prev_for.or_else(|| std::str::from_utf8(h.value).ok());
+            continue;
+        }
+        if eq(h.name, "host") {
+            host = std::str::from_utf8(h.value).ok();
+        }
+        push_header(&mut out, h.name, h.value);
+    }
+    push_header(
+        &mut out,
+        "X-Forwarded-For",
+        forwarded_for(prev_for, client).as_bytes(),
+    );
+    push_header(
+        &mut out,
+        "X-Forwarded-Proto",
+        static_proto(proto).as_bytes(),
+    );
+    push_header(
+        &mut out,
+        "Forwarded",
+        forwarded(client, proto, host).as_bytes(),
+    );
+    out.extend_from_slice(b"\r\n");
+    PlainRequest {
+        upstream_head: out,
+        head_method: method == "HEAD",
+        idempotent: matches!(
+            method,
+            "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
+        ),
+        close: named.iter().any(|t| t.eq_ignore_ascii_case(b"close")),
+    }
+}
+
+/// The framing of a response's body (RFC 9112 §6.3).
+fn framing(res: &httparse::Response, head_method: bool) -> Result<Framing, String> {
+    let status = res.code.unwrap_or(0);
+    if head_method || matches!(status, 100..=199 | 204 | 304) {
+        return Ok(Framing::Empty);
+    }
+    let te = res
+        .headers
+        .iter()
+        .filter(|h| eq(h.name, "transfer-encoding"))
+        .flat_map(|h| h.value.split(|&b| b == b','))
+        .map(trim)
+        .rfind(|t| !t.is_empty());
+    if let Some(last) = te {
+        return Ok(if last.eq_ignore_ascii_case(b"chunked") {
+            Framing::Chunked
+        } else {
+            Framing::Eof
+        });
+    }
+    let mut length = None;
+    for h in res.headers.iter().filter(|h| eq(h.name, "content-length")) {
+        let n = std::str::from_utf8(trim(h.value))
+            .ok()
+            .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|s| s.parse::<u64>().ok())
+            .ok_or("Content-Length is not a number")?;
+        if length.is_some_and(|l| l != n) {
+            return Err("two different Content-Length values".into());
+        }
+        length = Some(n);
+    }
+    Ok(length.map_or(Framing::Eof, Framing::Length))
+}
+
+/// The head the client gets for an upstream's final response `res` (not 1xx):
+/// hop-by-hop headers dropped except `Transfer-Encoding` (the body goes out
+/// framed as it came), `Content-Length` dropped when `Transfer-Encoding` is
+/// there, and `Connection: close` when the client connection closes after it.
+pub fn client_head(
+    res: &httparse::Response,
+    head_method: bool,
+    client_close: bool,
+) -> Result<ClientHead, String> {
+    let status = res.code.unwrap_or(0);
+    let framing = framing(res, head_method)?;
+    let named = connection_tokens(res.headers);
+    let upstream_keeps =
+        res.version == Some(1) && !named.iter().any(|t| t.eq_ignore_ascii_case(b"close"));
+    let close = client_close || framing == Framing::Eof;
+    let chunked_or_coded = res.headers.iter().any(|h| eq(h.name, "transfer-encoding"));
+    let size: usize = res
+        .headers
+        .iter()
+        .map(|h| h.name.len() + h.value.len() + 4)
+        .sum();
+    let mut out = Vec::with_capacity(size + 64);
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(itoa3(status).as_slice());
+    out.push(b' ');
+    match res.reason.filter(|r| !r.is_empty()) {
+        Some(reason) => out.extend_from_slice(reason.as_bytes()),
+        None => out.extend_from_slice(
+            http::StatusCode::from_u16(status)
+                .ok()
+                .and_then(|s| s.canonical_reason())
+                .unwrap_or("")
+                .as_bytes(),
+        ),
+    }
+    out.extend_from_slice(b"\r\n");
+    for h in res.headers.iter() {
+        let keep = if eq(h.name, "transfer-encoding") {
+            true
+        } else if eq(h.name, "content-length") {
+            !chunked_or_coded
+        } else {
+            !hop_by_hop(h.name, &named)
+        };
+        if keep {
+            push_header(&mut out, h.name, h.value);
+        }
+    }
+    if close {
+        out.extend_from_slice(b"Connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    Ok(ClientHead {
+        bytes: out,
+        framing,
+        reusable: upstream_keeps && framing != Framing::Eof,
+        close,
+    })
+}
+
+/// A three-digit status code as text (httparse only accepts three digits).
+fn itoa3(status: u16) -> [u8; 3] {
+    let s = status.min(999);
+    [
+        b'0' + (s / 100) as u8,
+        b'0' + (s / 10 % 10) as u8,
+        b'0' + (s % 10) as u8,
+    ]
+}
+
+#[cfg(test)]
+#[path = "direct_head_tests.rs"]
+mod tests;

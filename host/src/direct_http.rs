@@ -1,0 +1,291 @@
+//! Plain requests served without hyper. A bodyless HTTP/1.1 request that
+//! [`direct_head::qualifies`](crate::direct_head::qualifies) goes to its
+//! route's default upstream over a connection from the worker's pool
+//! ([`crate::direct_pool`]), all in the client connection's own task; the
+//! response comes back as it arrives, its body framed as the upstream framed
+//! it. A pooled connection found closed before it answered is replaced once
+//! (idempotent methods only). Failures answer as the hyper path does: 502, or
+//! 504 for a connect or response timeout.
+
+use bytes::{Buf, BytesMut};
+use http::StatusCode;
+use std::io;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tracing::{debug, warn};
+
+use crate::body::status_bytes;
+use crate::chunk_scan::ChunkScan;
+use crate::config::UpstreamConfig;
+use crate::direct_head::{client_head, ClientHead, PlainRequest};
+use crate::direct_pool::Pools;
+use crate::relay_body::Framing;
+use crate::upstream::{self, ConnectError, UpstreamStream};
+use crate::wire::{MAX_HEAD, MAX_HEADERS};
+
+/// What becomes of the client connection after a request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum After {
+    /// It may carry the next request.
+    KeepAlive,
+    /// It must close (the client asked, the body ended with the upstream's
+    /// connection, or the response broke off).
+    Close,
+}
+
+/// Where a request goes.
+pub struct Target<'a> {
+    /// The worker's pools.
+    pub pools: &'a Pools,
+    /// The worker serving the client connection.
+    pub worker: usize,
+    /// The route's default upstream.
+    pub upstream: &'a UpstreamConfig,
+    /// The route's `response_timeout`, for the upstream's response head.
+    pub response_timeout: Duration,
+}
+
+/// Why no response head came.
+enum HeadError {
+    /// The connection was closed (or reset) before any byte of an answer.
+    Closed(String),
+    /// The upstream answered something that is not a usable response head.
+    Bad(String),
+    /// The upstream answered 101 to a request that did not ask to upgrade.
+    Switched,
+}
+
+/// Serves `req` and writes its response to `client`.
+pub async fn serve<S: AsyncWrite + Unpin>(
+    client: &mut S,
+    req: PlainRequest,
+    target: Target<'_>,
+) -> After {
+    let name = target.upstream.name.as_str();
+    let (mut stream, mut reused) = match target.pools.take(target.worker, name) {
+        Some(stream) => (stream, true),
+        None => match connect(target.upstream).await {
+            Ok(stream) => (stream, false),
+            Err(answer) => return answer_with(client, answer, req.close).await,
+        },
+    };
+    let mut buf = BytesMut::with_capacity(16 * 1024);
+    let (head, len) = loop {
+        let exchanged = exchange_head(&mut stream, &req, &mut buf);
+        let error = match tokio::time::timeout(target.response_timeout, exchanged).await {
+            Ok(Ok(head)) => break head,
+            Err(_) => {
+                let why = format!("upstream `{name}` sent no response in time");
+                let answer = (StatusCode::GATEWAY_TIMEOUT, why);
+                return answer_with(client, answer, req.close).await;
+            }
+            Ok(Err(e)) => e,
+        };
+        let why = match error {
+            HeadError::Closed(e) if reused && req.idempotent => {
+                debug!(upstream = name, error = %e, "pooled upstream connection was closed: sending again on a new one");
+                stream = match connect(target.upstream).await {
+                    Ok(stream) => stream,
+                    Err(answer) => return answer_with(client, answer, req.close).await,
+                };
+                reused = false;
+                buf.clear();
+                continue;
+            }
+            HeadError::Closed(e) | HeadError::Bad(e) => {
+                warn!(upstream = name, error = %e, "upstream request failed");
+                format!("upstream `{name}` failed: {e}")
+            }
+            HeadError::Switched => {
+                // Invariant 1: only an upgrade request may be answered with a switch.
+                warn!(upstream = name, "upstream answered 101 to a plain request");
+                format!(
+                    "upstream `{name}` switched protocols on a request that did not ask to upgrade"
+                )
+            }
+        };
+        return answer_with(client, (StatusCode::BAD_GATEWAY, why), req.close).await;
+    };
+    buf.advance(len);
+    let close = head.close;
+    match relay(client, &mut stream, head, buf).await {
+        Ok(true) => target.pools.put(target.worker, name, stream),
+        Ok(false) => {}
+        Err(e) => {
+            debug!(upstream = name, error = %e, "plain response broke off");
+            return After::Close;
+        }
+    }
+    if close {
+        After::Close
+    } else {
+        After::KeepAlive
+    }
+}
+
+/// Connects to `up`; on failure, the answer the client gets.
+async fn connect(up: &UpstreamConfig) -> Result<UpstreamStream, (StatusCode, String)> {
+    match upstream::connect(up).await {
+        Ok((stream, _)) => Ok(stream),
+        Err(e) => {
+            warn!(upstream = %up.name, error = %e, "upstream connect failed");
+            let status = match e {
+                ConnectError::TimedOut { .. } => StatusCode::GATEWAY_TIMEOUT,
+                ConnectError::AllFailed { .. } => StatusCode::BAD_GATEWAY,
+            };
+            Err((status, format!("upstream `{}` is unreachable", up.name)))
+        }
+    }
+}
+
+/// Writes the proxy's own answer; the connection stays open unless the client asked.
+async fn answer_with<S: AsyncWrite + Unpin>(
+    client: &mut S,
+    (status, why): (StatusCode, String),
+    close: bool,
+) -> After {
+    match send(client, &status_bytes(status, &why, close)).await {
+        Ok(()) if !close => After::KeepAlive,
+        _ => After::Close,
+    }
+}
+
+async fn send<S: AsyncWrite + Unpin>(client: &mut S, bytes: &[u8]) -> io::Result<()> {
+    client.write_all(bytes).await?;
+    // A TLS stream may hold the write until flushed.
+    client.flush().await
+}
+
+/// Writes the request and reads up to the final response head (1xx skipped);
+/// the client's head for it and how many bytes of `buf` it took.
+async fn exchange_head(
+    stream: &mut UpstreamStream,
+    req: &PlainRequest,
+    buf: &mut BytesMut,
+) -> Result<(ClientHead, usize), HeadError> {
+    let closed = |e: io::Error| HeadError::Closed(e.to_string());
+    stream.write_all(&req.upstream_head).await.map_err(closed)?;
+    stream.flush().await.map_err(closed)?;
+    let mut answered = false;
+    loop {
+        if !buf.is_empty() {
+            let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut res = httparse::Response::new(&mut slots);
+            match res.parse(buf) {
+                Ok(httparse::Status::Complete(len)) => match res.code.unwrap_or(0) {
+                    101 => return Err(HeadError::Switched),
+                    100..=199 => {
+                        // Informational (100 Continue, 103 Early Hints): not relayed.
+                        buf.advance(len);
+                        continue;
+                    }
+                    _ => {
+                        let head = client_head(&res, req.head_method, req.close)
+                            .map_err(HeadError::Bad)?;
+                        return Ok((head, len));
+                    }
+                },
+                Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => {
+                    return Err(HeadError::Bad(format!(
+                        "response head larger than {MAX_HEAD} bytes"
+                    )))
+                }
+                Ok(httparse::Status::Partial) => {}
+                Err(e) => return Err(HeadError::Bad(format!("malformed response head: {e}"))),
+            }
+        }
+        buf.reserve(8192);
+        match stream.read_buf(buf).await {
+            Ok(0) if !answered => {
+                return Err(HeadError::Closed(
+                    "connection closed before an answer".into(),
+                ))
+            }
+            Ok(0) => {
+                return Err(HeadError::Bad(
+                    "connection closed in the response head".into(),
+                ))
+            }
+            Ok(_) => answered = true,
+            Err(e) if !answered => return Err(closed(e)),
+            Err(e) => return Err(HeadError::Bad(e.to_string())),
+        }
+    }
+}
+
+/// Sends the head and the body that follows it (`buf` holds what was read
+/// past the head). `Ok(true)`: the body ended exactly where the upstream's
+/// bytes did, so its connection can take another request.
+async fn relay<S: AsyncWrite + Unpin>(
+    client: &mut S,
+    stream: &mut UpstreamStream,
+    head: ClientHead,
+    mut buf: BytesMut,
+) -> io::Result<bool> {
+    let mut out = head.bytes;
+    let mut reusable = head.reusable;
+    match head.framing {
+        Framing::Empty => {
+            reusable &= buf.is_empty();
+            send(client, &out).await?;
+        }
+        Framing::Length(n) => {
+            let first = (buf.len() as u64).min(n) as usize;
+            out.extend_from_slice(&buf[..first]);
+            reusable &= buf.len() == first;
+            send(client, &out).await?;
+            let mut left = n - first as u64;
+            while left > 0 {
+                read_more(stream, &mut buf).await?;
+                let take = (buf.len() as u64).min(left) as usize;
+                reusable &= buf.len() == take;
+                send(client, &buf[..take]).await?;
+                left -= take as u64;
+            }
+        }
+        Framing::Chunked => {
+            let mut scan = ChunkScan::new();
+            let bad = |e: &str| io::Error::new(io::ErrorKind::InvalidData, e.to_string());
+            let mut end = scan.feed(&buf).map_err(bad)?;
+            let first = end.unwrap_or(buf.len());
+            out.extend_from_slice(&buf[..first]);
+            reusable &= buf.len() == first;
+            send(client, &out).await?;
+            while end.is_none() {
+                read_more(stream, &mut buf).await?;
+                end = scan.feed(&buf).map_err(bad)?;
+                let take = end.unwrap_or(buf.len());
+                reusable &= buf.len() == take;
+                send(client, &buf[..take]).await?;
+            }
+        }
+        Framing::Eof => {
+            out.extend_from_slice(&buf);
+            send(client, &out).await?;
+            loop {
+                buf.clear();
+                buf.reserve(16 * 1024);
+                if stream.read_buf(&mut buf).await? == 0 {
+                    break;
+                }
+                send(client, &buf).await?;
+            }
+            reusable = false;
+        }
+    }
+    Ok(reusable)
+}
+
+/// Replaces `buf`'s contents with the upstream's next bytes; the body is cut
+/// short if there are none.
+async fn read_more(stream: &mut UpstreamStream, buf: &mut BytesMut) -> io::Result<()> {
+    buf.clear();
+    buf.reserve(16 * 1024);
+    if stream.read_buf(buf).await? == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "upstream closed mid-body",
+        ));
+    }
+    Ok(())
+}

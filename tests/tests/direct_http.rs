@@ -1,0 +1,259 @@
+//! Bodyless plain requests, which upgate serves without hyper: every way an
+//! upstream may frame a body (length, chunks with trailers, until it closes,
+//! none for HEAD), interim 1xx answers skipped, header names passed on as
+//! spelled, pipelined requests answered in order, `Connection: close` from the
+//! client honoured, and pooled upstream connections that the upstream closed
+//! replaced (a request sent again only when its method is idempotent).
+
+// Test code: a failed unwrap is a failed test, with its location.
+#![allow(clippy::unwrap_used)]
+
+use bytes::BytesMut;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use upgate_tests::proxy::{self, route};
+use upgate_tests::raw::RawConn;
+use upgate_tests::server::{read_head, Record, Server};
+
+/// What the origin does with one request.
+enum Act {
+    /// Writes these pieces (a short pause between them), keeps the connection.
+    Answer(Vec<&'static [u8]>),
+    /// Writes this, then closes the connection.
+    AnswerThenClose(&'static [u8]),
+    /// Closes the connection without answering.
+    Close,
+}
+
+/// A keep-alive origin: for the `i`-th request on connection `conn`, with
+/// request line `line`, does `script(conn, i, line)`. Every head is recorded
+/// (`after_head` of the connection's record collects the later ones).
+async fn origin(script: fn(usize, usize, &str) -> Act) -> Server {
+    Server::spawn(move |stream, rec, conn| serve(stream, rec, conn, script)).await
+}
+
+async fn serve(
+    mut stream: TcpStream,
+    rec: Arc<Record>,
+    conn: usize,
+    script: fn(usize, usize, &str) -> Act,
+) {
+    let mut buf = BytesMut::with_capacity(4096);
+    for i in 0..16 {
+        let Some(len) = read_head(&mut stream, &mut buf).await else {
+            break;
+        };
+        let head = buf.split_to(len);
+        rec.update(conn, |c| {
+            if i == 0 {
+                c.head = head.to_vec();
+            } else {
+                c.after_head.extend_from_slice(&head);
+            }
+        });
+        let text = String::from_utf8_lossy(&head).into_owned();
+        let line = text.lines().next().unwrap_or_default().to_string();
+        match script(conn, i, &line) {
+            Act::Answer(pieces) => {
+                for piece in pieces {
+                    if stream.write_all(piece).await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+            Act::AnswerThenClose(bytes) => {
+                let _ = stream.write_all(bytes).await;
+                break;
+            }
+            Act::Close => break,
+        }
+    }
+    rec.update(conn, |c| c.closed = true);
+}
+
+const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_body_framing_arrives_whole_and_the_connection_is_reused() {
+    let origin = origin(|_, _, line| match line.split(' ').nth(1).unwrap_or("") {
+        "/chunked" => Act::Answer(vec![
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n5\r\nhel",
+            b"lo\r\n7;ext=1\r\n, world\r\n",
+            b"0\r\nX-Sum: 12\r\n\r\n",
+        ]),
+        "/length" => Act::Answer(vec![
+            b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\nhello",
+            b" world",
+        ]),
+        "/early" => Act::Answer(vec![
+            b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n",
+            b"HTTP/1.1 204 No Content\r\nX-After: hints\r\n\r\n",
+        ]),
+        _ => Act::Answer(vec![b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n"]),
+    })
+    .await;
+    let proxy = proxy::start([route("/", origin.addr())]).await;
+    let mut client = RawConn::connect(proxy.addr()).await;
+    for _ in 0..2 {
+        client
+            .send("GET /chunked HTTP/1.1\r\nHost: upgate.test\r\n\r\n")
+            .await;
+        let res = client.read_response().await;
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.text(), "hello, world");
+    }
+    client
+        .send("GET /length HTTP/1.1\r\nHost: upgate.test\r\n\r\n")
+        .await;
+    assert_eq!(client.read_response().await.text(), "hello world");
+    client
+        .send("HEAD /head HTTP/1.1\r\nHost: upgate.test\r\n\r\n")
+        .await;
+    let head = client.read_head().await;
+    assert_eq!(
+        head.header("content-length"),
+        Some("7"),
+        "HEAD keeps the length"
+    );
+    client
+        .send("GET /early HTTP/1.1\r\nHost: upgate.test\r\n\r\n")
+        .await;
+    let head = client.read_head().await;
+    assert_eq!(head.status, 204, "the 103 is not relayed");
+    assert_eq!(head.header("x-after"), Some("hints"));
+    client
+        .send("GET /length HTTP/1.1\r\nHost: upgate.test\r\n\r\n")
+        .await;
+    assert_eq!(
+        client.read_response().await.text(),
+        "hello world",
+        "a HEAD's and a 204's connection carry the next request"
+    );
+    assert_eq!(
+        origin.connections(),
+        1,
+        "the upstream connection was not reused"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_until_close_closes_the_client_connection_too() {
+    let origin = origin(|_, _, _| {
+        Act::AnswerThenClose(b"HTTP/1.1 200 OK\r\nX-MiXeD-CaSe: kept\r\n\r\nuntil the end")
+    })
+    .await;
+    let proxy = proxy::start([route("/", origin.addr())]).await;
+    let mut client = RawConn::connect(proxy.addr()).await;
+    client
+        .send("GET / HTTP/1.1\r\nHost: upgate.test\r\n\r\n")
+        .await;
+    let head = client.read_head().await;
+    assert_eq!(head.header("connection"), Some("close"));
+    assert!(
+        head.headers.iter().any(|(n, _)| n == "X-MiXeD-CaSe"),
+        "header spelling changed: {:?}",
+        head.headers
+    );
+    let rest = client.closed_within(Duration::from_secs(3)).await;
+    assert_eq!(rest, b"until the end");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_requests_are_answered_in_order_and_close_is_honoured() {
+    let origin = origin(|_, _, line| {
+        Act::Answer(vec![match line.split(' ').nth(1).unwrap_or("") {
+            "/one" => b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\none\n",
+            "/two" => b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ntwo\n",
+            _ => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n",
+        }])
+    })
+    .await;
+    let proxy = proxy::start([route("/", origin.addr())]).await;
+    let mut client = RawConn::connect(proxy.addr()).await;
+    client
+        .send(
+            "GET /one HTTP/1.1\r\nHost: upgate.test\r\n\r\n\
+             GET /two HTTP/1.1\r\nHost: upgate.test\r\nConnection: close\r\n\r\n\
+             GET /never HTTP/1.1\r\nHost: upgate.test\r\n\r\n",
+        )
+        .await;
+    assert_eq!(client.read_response().await.text(), "one\n");
+    let two = client.read_response().await;
+    assert_eq!(two.text(), "two\n");
+    assert_eq!(two.head.header("connection"), Some("close"));
+    let rest = client.closed_within(Duration::from_secs(3)).await;
+    assert!(rest.is_empty(), "answered after close: {rest:?}");
+    let seen = origin.conn(0).head_text() + &String::from_utf8_lossy(&origin.conn(0).after_head);
+    assert!(
+        !seen.contains("/never"),
+        "a request after close went upstream"
+    );
+    assert!(
+        !seen.to_ascii_lowercase().contains("connection:"),
+        "the client's Connection header went upstream: {seen}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pooled_connection_the_upstream_closed_is_replaced() {
+    // Connection 0 answers one request, then closes without a word; every
+    // other connection answers one request and closes after it.
+    let origin = origin(|conn, i, _| match (conn, i) {
+        (0, 0) => Act::Answer(vec![OK]),
+        (0, _) => Act::Close,
+        _ => Act::AnswerThenClose(OK),
+    })
+    .await;
+    let proxy = proxy::start([route("/", origin.addr())]).await;
+    let mut client = RawConn::connect(proxy.addr()).await;
+    for _ in 0..2 {
+        client
+            .send("GET / HTTP/1.1\r\nHost: upgate.test\r\n\r\n")
+            .await;
+        let res = client.read_response().await;
+        assert_eq!(res.status(), 200, "{}", res.text());
+    }
+    assert_eq!(
+        origin.connections(),
+        2,
+        "the GET was sent again on a new connection"
+    );
+    // Connection 1 closed after its answer: found closed in the pool, not used.
+    client
+        .send("GET / HTTP/1.1\r\nHost: upgate.test\r\n\r\n")
+        .await;
+    assert_eq!(client.read_response().await.status(), 200);
+    assert_eq!(origin.connections(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_is_not_sent_twice() {
+    let origin = origin(|conn, i, _| match (conn, i) {
+        (0, 0) => Act::Answer(vec![OK]),
+        _ => Act::Close,
+    })
+    .await;
+    let proxy = proxy::start([route("/", origin.addr())]).await;
+    let mut client = RawConn::connect(proxy.addr()).await;
+    client
+        .send("GET / HTTP/1.1\r\nHost: upgate.test\r\n\r\n")
+        .await;
+    assert_eq!(client.read_response().await.status(), 200);
+    client
+        .send("POST /act HTTP/1.1\r\nHost: upgate.test\r\nContent-Length: 0\r\n\r\n")
+        .await;
+    let res = client.read_response().await;
+    assert_eq!(res.status(), 502, "{}", res.text());
+    assert!(res.text().contains("failed"), "{}", res.text());
+    assert_eq!(origin.connections(), 1, "the POST went out again");
+    client
+        .send("GET / HTTP/1.1\r\nHost: upgate.test\r\n\r\n")
+        .await;
+    assert!(
+        client.read_response().await.status() >= 200,
+        "the client connection serves on after a 502"
+    );
+}
