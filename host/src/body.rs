@@ -41,8 +41,9 @@ fn status_text(status: StatusCode, why: &str) -> String {
 }
 
 /// The same answer as [`status_response`], as bytes on the wire (for the paths
-/// that write responses without hyper); `close` adds `Connection: close`.
-pub fn status_bytes(status: StatusCode, why: &str, close: bool) -> Vec<u8> {
+/// that write responses without hyper); `close` adds `Connection: close`, and
+/// an answer to `HEAD` (`head_only`) has no body.
+pub fn status_bytes(status: StatusCode, why: &str, close: bool, head_only: bool) -> Vec<u8> {
     let text = status_text(status, why);
     let mut out = format!(
         "HTTP/1.1 {} {}\r\ncontent-type: {TEXT_PLAIN}\r\ncontent-length: {}\r\n{}\r\n",
@@ -51,6 +52,8 @@ pub fn status_bytes(status: StatusCode, why: &str, close: bool) -> Vec<u8> {
         text.len(),
         if close { "connection: close\r\n" } else { "" },
     );
-    out.push_str(&text);
+    if !head_only {
+        out.push_str(&text);
+    }
     out.into_bytes()
 }

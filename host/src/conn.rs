@@ -16,6 +16,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
@@ -26,7 +27,7 @@ use crate::headers::is_upgrade_request;
 use crate::plugin::PeerInfo;
 use crate::rewind::Rewind;
 use crate::router::Route;
-use crate::server::Shared;
+use crate::server::{Shared, Snapshot};
 use crate::switch::{self, Switch};
 use crate::tunnel_io::End;
 use crate::upgrade::Decided;
@@ -82,9 +83,8 @@ pub async fn serve<S>(
                     Decided::Answer(response) => break (None, Some(response)),
                 }
             }
-            Step::Plain(req, route) => {
+            Step::Plain(req, route, snapshot) => {
                 buf.advance(len);
-                let snapshot = shared.snapshot();
                 let Some(upstream) = route.upstreams.first() else {
                     return;
                 };
@@ -94,9 +94,15 @@ pub async fn serve<S>(
                     upstream,
                     response_timeout: route.config.response_timeout,
                 };
-                if direct_http::serve(&mut stream, req, target).await == After::Close {
-                    let _ = stream.shutdown().await;
-                    return;
+                match direct_http::serve(&mut stream, &mut buf, req, target).await {
+                    After::KeepAlive => {}
+                    After::Close => {
+                        // A client that stops reading does not hold the task.
+                        let closing = tokio::time::timeout(CLOSE_WAIT, stream.shutdown());
+                        let _ = closing.await;
+                        return;
+                    }
+                    After::Abort => return reset(stream.into()),
                 }
                 first = false;
                 deadline = Instant::now() + head_timeout;
@@ -131,6 +137,19 @@ pub async fn serve<S>(
     }
 }
 
+/// Longest wait for a clean close of a client connection (a TLS close_notify
+/// to a client that stopped reading).
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
+
+/// Resets a client connection (RST, not FIN, on plain TCP), so that a
+/// response cut short cannot pass for a whole one.
+fn reset(end: End) {
+    if let End::Tcp(tcp) = &end {
+        let _ = tcp.set_zero_linger();
+    }
+    drop(end);
+}
+
 /// What reading a request head came to.
 enum Read {
     /// The client left before sending a byte of it.
@@ -147,8 +166,9 @@ enum Read {
 enum Step {
     /// A plain upgrade a route takes: decided before hyper.
     Upgrade(RequestHead, Arc<Route>),
-    /// A bodyless plain request a route with an upstream takes: served directly.
-    Plain(PlainRequest, Arc<Route>),
+    /// A bodyless plain request a route with an upstream takes: served
+    /// directly, with the upstream's pools from the route's snapshot.
+    Plain(PlainRequest, Arc<Route>, Arc<Snapshot>),
     /// Anything else: hyper, with the raw head when it parsed.
     Hyper(Option<RequestHead>),
 }
@@ -176,6 +196,7 @@ fn classify(head: &[u8], peer: &PeerInfo, shared: &Shared) -> Step {
     if !upgrade && !direct_head::qualifies(&req) {
         return Step::Hyper(Some(owned(&req)));
     }
+    let snapshot = shared.snapshot();
     let route = {
         let host = req
             .headers
@@ -184,13 +205,14 @@ fn classify(head: &[u8], peer: &PeerInfo, shared: &Shared) -> Step {
             .and_then(|h| std::str::from_utf8(h.value).ok());
         let path = req.path.unwrap_or("/");
         let path = path.split('?').next().unwrap_or("/");
-        shared.snapshot().router.find(host, path).cloned()
+        snapshot.router.find(host, path).cloned()
     };
     match route {
         Some(route) if upgrade => Step::Upgrade(owned(&req), route),
         Some(route) if !route.upstreams.is_empty() => Step::Plain(
             direct_head::plain_request(&req, peer.client_addr, peer.scheme),
             route,
+            snapshot,
         ),
         // No route (hyper answers 404), or one without an upstream (502).
         _ => Step::Hyper(Some(owned(&req))),

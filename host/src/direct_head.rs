@@ -28,12 +28,16 @@ pub struct PlainRequest {
 pub struct ClientHead {
     /// Status line and headers, ending with the empty line.
     pub bytes: Vec<u8>,
-    /// How the body that follows is framed (forwarded as it comes, chunks included).
+    /// How the upstream framed the body that follows (forwarded as it comes,
+    /// chunks included).
     pub framing: Framing,
+    /// The body ends when the upstream closes and goes to the client in chunks
+    /// (so the client connection stays open, and a body cut short shows).
+    pub rechunk: bool,
     /// The upstream connection may serve another request once the body is read.
     pub reusable: bool,
     /// The client connection closes after this response (the client asked, or
-    /// the body ends only when the upstream closes).
+    /// the body ends only when the upstream closes and cannot be re-chunked).
     pub close: bool,
 }
 
@@ -154,19 +158,26 @@ pub fn plain_request(req: &httparse::Request, client: SocketAddr, proto: &str) -
     }
 }
 
-/// The framing of a response's body (RFC 9112 §6.3).
-fn framing(res: &httparse::Response, head_method: bool) -> Result<Framing, String> {
-    let status = res.code.unwrap_or(0);
-    if head_method || matches!(status, 100..=199 | 204 | 304) {
-        return Ok(Framing::Empty);
-    }
-    let te = res
-        .headers
+/// The last transfer coding a response names, if any.
+fn last_coding<'a>(res: &'a httparse::Response) -> Option<&'a [u8]> {
+    res.headers
         .iter()
         .filter(|h| eq(h.name, "transfer-encoding"))
         .flat_map(|h| h.value.split(|&b| b == b','))
         .map(trim)
-        .rfind(|t| !t.is_empty());
+        .rfind(|t| !t.is_empty())
+}
+
+/// The framing of a response's body (RFC 9112 §6.3), `te` its last transfer coding.
+fn framing(
+    res: &httparse::Response,
+    te: Option<&[u8]>,
+    head_method: bool,
+) -> Result<Framing, String> {
+    let status = res.code.unwrap_or(0);
+    if head_method || matches!(status, 100..=199 | 204 | 304) {
+        return Ok(Framing::Empty);
+    }
     if let Some(last) = te {
         return Ok(if last.eq_ignore_ascii_case(b"chunked") {
             Framing::Chunked
@@ -190,21 +201,29 @@ fn framing(res: &httparse::Response, head_method: bool) -> Result<Framing, Strin
 }
 
 /// The head the client gets for an upstream's final response `res` (not 1xx):
-/// hop-by-hop headers dropped except `Transfer-Encoding` (the body goes out
-/// framed as it came), `Content-Length` dropped when `Transfer-Encoding` is
-/// there, and `Connection: close` when the client connection closes after it.
+/// hop-by-hop headers dropped except a `Transfer-Encoding` that names a coding
+/// (the body goes out framed as it came), `Content-Length` dropped beside such
+/// a `Transfer-Encoding`, `Transfer-Encoding: chunked` added to a body that
+/// ends with the upstream's connection, and `Connection: close` when the client
+/// connection closes after it.
 pub fn client_head(
     res: &httparse::Response,
     head_method: bool,
     client_close: bool,
 ) -> Result<ClientHead, String> {
     let status = res.code.unwrap_or(0);
-    let framing = framing(res, head_method)?;
+    let te = last_coding(res);
+    let framing = framing(res, te, head_method)?;
     let named = connection_tokens(res.headers);
-    let upstream_keeps =
-        res.version == Some(1) && !named.iter().any(|t| t.eq_ignore_ascii_case(b"close"));
-    let close = client_close || framing == Framing::Eof;
-    let chunked_or_coded = res.headers.iter().any(|h| eq(h.name, "transfer-encoding"));
+    let length = res.headers.iter().any(|h| eq(h.name, "content-length"));
+    // Both a coding and a length: a smuggling signal (RFC 9112 §6.3); the
+    // coding wins, and the connection is not trusted with another request.
+    let upstream_keeps = res.version == Some(1)
+        && !named.iter().any(|t| t.eq_ignore_ascii_case(b"close"))
+        && !(te.is_some() && length);
+    let rechunk = framing == Framing::Eof && te.is_none();
+    let close = client_close || (framing == Framing::Eof && !rechunk);
+    let coded = te.is_some();
     let size: usize = res
         .headers
         .iter()
@@ -227,15 +246,18 @@ pub fn client_head(
     out.extend_from_slice(b"\r\n");
     for h in res.headers.iter() {
         let keep = if eq(h.name, "transfer-encoding") {
-            true
+            coded
         } else if eq(h.name, "content-length") {
-            !chunked_or_coded
+            !coded
         } else {
             !hop_by_hop(h.name, &named)
         };
         if keep {
             push_header(&mut out, h.name, h.value);
         }
+    }
+    if rechunk {
+        out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
     }
     if close {
         out.extend_from_slice(b"Connection: close\r\n");
@@ -244,6 +266,7 @@ pub fn client_head(
     Ok(ClientHead {
         bytes: out,
         framing,
+        rechunk,
         reusable: upstream_keeps && framing != Framing::Eof,
         close,
     })

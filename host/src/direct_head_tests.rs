@@ -100,7 +100,8 @@ fn the_client_head_keeps_framing_and_drops_hop_by_hop() {
     let chunked = "HTTP/1.1 200 \r\nTransfer-Encoding: chunked\r\nContent-Length: 9\r\n\r\n";
     let head = with_response(chunked, |r| client_head(r, false, true)).unwrap();
     assert_eq!(head.framing, Framing::Chunked);
-    assert!(head.close && head.reusable);
+    assert!(head.close, "the client asked to close");
+    assert!(!head.reusable, "a coding beside a length: not trusted again");
     assert_eq!(
         String::from_utf8(head.bytes).unwrap(),
         "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
@@ -117,8 +118,8 @@ fn framing_follows_rfc_9112() {
     };
     assert_eq!(
         framing("HTTP/1.1 200 OK\r\n\r\n", false),
-        Ok((Framing::Eof, false, true)),
-        "no length: until the upstream closes, and so does the client"
+        Ok((Framing::Eof, false, false)),
+        "no length: until the upstream closes, re-chunked for the client, who stays"
     );
     assert_eq!(
         framing("HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n", true),
@@ -131,7 +132,8 @@ fn framing_follows_rfc_9112() {
     }
     assert_eq!(
         framing("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", false),
-        Ok((Framing::Eof, false, true))
+        Ok((Framing::Eof, false, true)),
+        "a coding other than chunked last: until close, for the client too"
     );
     assert_eq!(
         framing(
@@ -157,5 +159,32 @@ fn framing_follows_rfc_9112() {
         .unwrap()
         .0,
         Framing::Length(3)
+    );
+}
+
+#[test]
+fn a_body_until_close_is_rechunked_and_odd_framing_is_not_trusted() {
+    let head = with_response("HTTP/1.1 200 OK\r\nX: y\r\n\r\n", |r| {
+        client_head(r, false, false)
+    })
+    .unwrap();
+    assert!(head.rechunk && !head.close && !head.reusable);
+    assert_eq!(
+        String::from_utf8(head.bytes).unwrap(),
+        "HTTP/1.1 200 OK\r\nX: y\r\nTransfer-Encoding: chunked\r\n\r\n"
+    );
+    // A coding beside a length: the coding frames it, the connection is not reused.
+    let both = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let head = with_response(both, |r| client_head(r, false, false)).unwrap();
+    assert_eq!(head.framing, Framing::Chunked);
+    assert!(!head.reusable);
+    // A `Transfer-Encoding` naming nothing: the length frames it, and the
+    // client gets the length, not the empty header.
+    let empty = "HTTP/1.1 200 OK\r\nTransfer-Encoding: ,\r\nContent-Length: 2\r\n\r\n";
+    let head = with_response(empty, |r| client_head(r, false, false)).unwrap();
+    assert_eq!(head.framing, Framing::Length(2));
+    assert_eq!(
+        String::from_utf8(head.bytes).unwrap(),
+        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n"
     );
 }

@@ -3,15 +3,21 @@
 //! route's default upstream over a connection from the worker's pool
 //! ([`crate::direct_pool`]), all in the client connection's own task; the
 //! response comes back as it arrives, its body framed as the upstream framed
-//! it. A pooled connection found closed before it answered is replaced once
+//! it (a body that ends with the upstream's connection goes out in chunks). A
+//! pooled connection found closed before it answered is replaced once
 //! (idempotent methods only). Failures answer as the hyper path does: 502, or
-//! 504 for a connect or response timeout.
+//! 504 when no response head came within `response_timeout` (connecting
+//! included). A client that leaves while the upstream prepares its answer
+//! ends the exchange; a response that breaks off mid-body resets the client
+//! connection, so the client cannot take a cut body for a whole one.
 
 use bytes::{Buf, BytesMut};
 use http::StatusCode;
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use crate::body::status_bytes;
@@ -28,15 +34,17 @@ use crate::wire::{MAX_HEAD, MAX_HEADERS};
 pub enum After {
     /// It may carry the next request.
     KeepAlive,
-    /// It must close (the client asked, the body ended with the upstream's
-    /// connection, or the response broke off).
+    /// It must close (the client asked, or the body ended with the
+    /// upstream's connection).
     Close,
+    /// It must be reset: the response broke off, or the client left.
+    Abort,
 }
 
 /// Where a request goes.
 pub struct Target<'a> {
-    /// The worker's pools.
-    pub pools: &'a Pools,
+    /// The pools.
+    pub pools: &'a Arc<Pools>,
     /// The worker serving the client connection.
     pub worker: usize,
     /// The route's default upstream.
@@ -55,65 +63,46 @@ enum HeadError {
     Switched,
 }
 
-/// Serves `req` and writes its response to `client`.
-pub async fn serve<S: AsyncWrite + Unpin>(
+/// Serves `req` and writes its response to `client`. `pending` holds what
+/// the client sent past the request's head (its next request, perhaps); what
+/// it sends while the upstream prepares its answer is added to it.
+pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     client: &mut S,
+    pending: &mut BytesMut,
     req: PlainRequest,
     target: Target<'_>,
 ) -> After {
     let name = target.upstream.name.as_str();
-    let (mut stream, mut reused) = match target.pools.take(target.worker, name) {
-        Some(stream) => (stream, true),
-        None => match connect(target.upstream).await {
-            Ok(stream) => (stream, false),
-            Err(answer) => return answer_with(client, answer, req.close).await,
-        },
+    let deadline = Instant::now() + target.response_timeout;
+    let exchanged = tokio::time::timeout_at(deadline, exchange(&req, &target));
+    tokio::pin!(exchanged);
+    let exchanged = loop {
+        tokio::select! {
+            biased;
+            done = &mut exchanged => break done,
+            read = client.read_buf(pending), if pending.len() < MAX_HEAD => {
+                if matches!(read, Ok(0) | Err(_)) {
+                    debug!(upstream = name, "client left before the response");
+                    return After::Abort;
+                }
+            }
+        }
     };
-    let mut buf = BytesMut::with_capacity(16 * 1024);
-    let (head, len) = loop {
-        let exchanged = exchange_head(&mut stream, &req, &mut buf);
-        let error = match tokio::time::timeout(target.response_timeout, exchanged).await {
-            Ok(Ok(head)) => break head,
-            Err(_) => {
-                let why = format!("upstream `{name}` sent no response in time");
-                let answer = (StatusCode::GATEWAY_TIMEOUT, why);
-                return answer_with(client, answer, req.close).await;
-            }
-            Ok(Err(e)) => e,
-        };
-        let why = match error {
-            HeadError::Closed(e) if reused && req.idempotent => {
-                debug!(upstream = name, error = %e, "pooled upstream connection was closed: sending again on a new one");
-                stream = match connect(target.upstream).await {
-                    Ok(stream) => stream,
-                    Err(answer) => return answer_with(client, answer, req.close).await,
-                };
-                reused = false;
-                buf.clear();
-                continue;
-            }
-            HeadError::Closed(e) | HeadError::Bad(e) => {
-                warn!(upstream = name, error = %e, "upstream request failed");
-                format!("upstream `{name}` failed: {e}")
-            }
-            HeadError::Switched => {
-                // Invariant 1: only an upgrade request may be answered with a switch.
-                warn!(upstream = name, "upstream answered 101 to a plain request");
-                format!(
-                    "upstream `{name}` switched protocols on a request that did not ask to upgrade"
-                )
-            }
-        };
-        return answer_with(client, (StatusCode::BAD_GATEWAY, why), req.close).await;
+    let (mut stream, head, buf) = match exchanged {
+        Ok(Ok(done)) => done,
+        Ok(Err(answer)) => return answer_with(client, answer, &req).await,
+        Err(_) => {
+            let why = format!("upstream `{name}` sent no response in time");
+            return answer_with(client, (StatusCode::GATEWAY_TIMEOUT, why), &req).await;
+        }
     };
-    buf.advance(len);
     let close = head.close;
     match relay(client, &mut stream, head, buf).await {
         Ok(true) => target.pools.put(target.worker, name, stream),
         Ok(false) => {}
         Err(e) => {
             debug!(upstream = name, error = %e, "plain response broke off");
-            return After::Close;
+            return After::Abort;
         }
     }
     if close {
@@ -121,6 +110,53 @@ pub async fn serve<S: AsyncWrite + Unpin>(
     } else {
         After::KeepAlive
     }
+}
+
+/// An upstream connection, the client's head for the response, and the
+/// bytes read past the upstream's head; or the answer the client gets.
+type Exchanged = (UpstreamStream, ClientHead, BytesMut);
+
+/// Sends the request over a pooled or new connection (once more on a new one
+/// if a pooled one turns out closed) and reads the response head.
+async fn exchange(
+    req: &PlainRequest,
+    target: &Target<'_>,
+) -> Result<Exchanged, (StatusCode, String)> {
+    let name = target.upstream.name.as_str();
+    let (mut stream, mut reused) = match target.pools.take(target.worker, name) {
+        Some(stream) => (stream, true),
+        None => (connect(target.upstream).await?, false),
+    };
+    let mut buf = BytesMut::with_capacity(16 * 1024);
+    let why = loop {
+        let error = match exchange_head(&mut stream, req, &mut buf).await {
+            Ok((head, len)) => {
+                buf.advance(len);
+                return Ok((stream, head, buf));
+            }
+            Err(e) => e,
+        };
+        match error {
+            HeadError::Closed(e) if reused && req.idempotent => {
+                debug!(upstream = name, error = %e, "pooled upstream connection was closed: sending again on a new one");
+                stream = connect(target.upstream).await?;
+                reused = false;
+                buf.clear();
+            }
+            HeadError::Closed(e) | HeadError::Bad(e) => {
+                warn!(upstream = name, error = %e, "upstream request failed");
+                break format!("upstream `{name}` failed: {e}");
+            }
+            HeadError::Switched => {
+                // Invariant 1: only an upgrade request may be answered with a switch.
+                warn!(upstream = name, "upstream answered 101 to a plain request");
+                break format!(
+                    "upstream `{name}` switched protocols on a request that did not ask to upgrade"
+                );
+            }
+        }
+    };
+    Err((StatusCode::BAD_GATEWAY, why))
 }
 
 /// Connects to `up`; on failure, the answer the client gets.
@@ -138,15 +174,18 @@ async fn connect(up: &UpstreamConfig) -> Result<UpstreamStream, (StatusCode, Str
     }
 }
 
-/// Writes the proxy's own answer; the connection stays open unless the client asked.
+/// Writes the proxy's own answer (its head alone to a `HEAD`); the
+/// connection stays open unless the client asked.
 async fn answer_with<S: AsyncWrite + Unpin>(
     client: &mut S,
     (status, why): (StatusCode, String),
-    close: bool,
+    req: &PlainRequest,
 ) -> After {
-    match send(client, &status_bytes(status, &why, close)).await {
-        Ok(()) if !close => After::KeepAlive,
-        _ => After::Close,
+    let bytes = status_bytes(status, &why, req.close, req.head_method);
+    match send(client, &bytes).await {
+        Ok(()) if !req.close => After::KeepAlive,
+        Ok(()) => After::Close,
+        Err(_) => After::Abort,
     }
 }
 
@@ -259,6 +298,22 @@ async fn relay<S: AsyncWrite + Unpin>(
                 send(client, &buf[..take]).await?;
             }
         }
+        Framing::Eof if head.rechunk => {
+            let mut tail = Vec::new();
+            let mut done = false;
+            while !done {
+                if buf.is_empty() {
+                    buf.reserve(16 * 1024);
+                    done = stream.read_buf(&mut buf).await? == 0;
+                }
+                tail.clear();
+                chunk(&mut out, &mut tail, &buf, done);
+                send_parts(client, &out, &buf, &tail).await?;
+                out.clear();
+                buf.clear();
+            }
+            reusable = false;
+        }
         Framing::Eof => {
             out.extend_from_slice(&buf);
             send(client, &out).await?;
@@ -288,4 +343,31 @@ async fn read_more(stream: &mut UpstreamStream, buf: &mut BytesMut) -> io::Resul
         ));
     }
     Ok(())
+}
+
+/// Frames `data` as one chunk: its size line goes at the end of `head`, its
+/// CRLF (and, with `last`, the last chunk) into `tail`. No data: no chunk.
+fn chunk(head: &mut Vec<u8>, tail: &mut Vec<u8>, data: &[u8], last: bool) {
+    if !data.is_empty() {
+        head.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+        tail.extend_from_slice(b"\r\n");
+    }
+    if last {
+        tail.extend_from_slice(b"0\r\n\r\n");
+    }
+}
+
+/// Sends three parts in order.
+async fn send_parts<S: AsyncWrite + Unpin>(
+    client: &mut S,
+    a: &[u8],
+    b: &[u8],
+    c: &[u8],
+) -> io::Result<()> {
+    for part in [a, b, c] {
+        if !part.is_empty() {
+            client.write_all(part).await?;
+        }
+    }
+    client.flush().await
 }

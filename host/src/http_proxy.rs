@@ -127,7 +127,7 @@ impl HttpProxy {
     }
 
     /// The idle upstream connections of the direct path, per worker.
-    pub fn direct_pools(&self) -> &Pools {
+    pub fn direct_pools(&self) -> &Arc<Pools> {
         &self.direct
     }
 

@@ -1,9 +1,11 @@
 //! Bodyless plain requests, which upgate serves without hyper: every way an
-//! upstream may frame a body (length, chunks with trailers, until it closes,
-//! none for HEAD), interim 1xx answers skipped, header names passed on as
-//! spelled, pipelined requests answered in order, `Connection: close` from the
-//! client honoured, and pooled upstream connections that the upstream closed
-//! replaced (a request sent again only when its method is idempotent).
+//! upstream may frame a body (length, chunks with trailers, until it closes:
+//! re-chunked; none for HEAD), interim 1xx answers skipped, header names
+//! passed on as spelled, pipelined requests answered in order, `Connection:
+//! close` from the client honoured, pooled upstream connections that the
+//! upstream closed replaced (a request sent again only when its method is
+//! idempotent), a body cut short never passed off as whole, and a client that
+//! leaves early freeing the upstream connection.
 
 // Test code: a failed unwrap is a failed test, with its location.
 #![allow(clippy::unwrap_used)]
@@ -25,6 +27,8 @@ enum Act {
     AnswerThenClose(&'static [u8]),
     /// Closes the connection without answering.
     Close,
+    /// Never answers; waits for the proxy to close.
+    Hang,
 }
 
 /// A keep-alive origin: for the `i`-th request on connection `conn`, with
@@ -69,6 +73,12 @@ async fn serve(
                 break;
             }
             Act::Close => break,
+            Act::Hang => {
+                let mut rest = [0u8; 64];
+                let wait = tokio::io::AsyncReadExt::read(&mut stream, &mut rest);
+                let _ = tokio::time::timeout(Duration::from_secs(30), wait).await;
+                break;
+            }
         }
     }
     rec.update(conn, |c| c.closed = true);
@@ -140,9 +150,34 @@ async fn every_body_framing_arrives_whole_and_the_connection_is_reused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_body_until_close_closes_the_client_connection_too() {
+async fn a_body_until_close_is_rechunked_and_the_client_stays() {
     let origin = origin(|_, _, _| {
         Act::AnswerThenClose(b"HTTP/1.1 200 OK\r\nX-MiXeD-CaSe: kept\r\n\r\nuntil the end")
+    })
+    .await;
+    let proxy = proxy::start([route("/", origin.addr())]).await;
+    let mut client = RawConn::connect(proxy.addr()).await;
+    for _ in 0..2 {
+        client
+            .send("GET / HTTP/1.1\r\nHost: upgate.test\r\n\r\n")
+            .await;
+        let res = client.read_response().await;
+        assert_eq!(res.head.header("transfer-encoding"), Some("chunked"));
+        assert_eq!(res.head.header("connection"), None);
+        assert!(
+            res.head.headers.iter().any(|(n, _)| n == "X-MiXeD-CaSe"),
+            "header spelling changed: {:?}",
+            res.head.headers
+        );
+        assert_eq!(res.text(), "until the end");
+    }
+    assert_eq!(origin.connections(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_cut_short_resets_the_client_connection() {
+    let origin = origin(|_, _, _| {
+        Act::AnswerThenClose(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b")
     })
     .await;
     let proxy = proxy::start([route("/", origin.addr())]).await;
@@ -151,14 +186,52 @@ async fn a_body_until_close_closes_the_client_connection_too() {
         .send("GET / HTTP/1.1\r\nHost: upgate.test\r\n\r\n")
         .await;
     let head = client.read_head().await;
-    assert_eq!(head.header("connection"), Some("close"));
-    assert!(
-        head.headers.iter().any(|(n, _)| n == "X-MiXeD-CaSe"),
-        "header spelling changed: {:?}",
-        head.headers
-    );
+    assert_eq!(head.header("content-length"), Some("100"));
     let rest = client.closed_within(Duration::from_secs(3)).await;
-    assert_eq!(rest, b"until the end");
+    assert!(rest.len() < 100, "a cut body looked whole: {rest:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_leaves_early_frees_the_upstream_connection() {
+    let origin = origin(|_, _, _| Act::Hang).await;
+    let proxy = proxy::start([route("/", origin.addr())]).await;
+    let mut client = RawConn::connect(proxy.addr()).await;
+    client
+        .send("GET /slow HTTP/1.1\r\nHost: upgate.test\r\n\r\n")
+        .await;
+    // The request reached the origin, then the client goes.
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while origin.connections() == 0 || origin.conn(0).head.is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the request never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(client);
+    let closed = tokio::time::timeout(Duration::from_secs(3), origin.closed(0)).await;
+    assert!(
+        closed.is_ok(),
+        "the upstream connection outlived the client"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_answer_to_head_has_no_body() {
+    let down = upgate_tests::origin::closed_port().await;
+    let proxy = proxy::start([route("/", down)]).await;
+    let mut client = RawConn::connect(proxy.addr()).await;
+    client
+        .send("HEAD / HTTP/1.1\r\nHost: upgate.test\r\n\r\n")
+        .await;
+    let head = client.read_head().await;
+    assert_eq!(head.status, 502);
+    client
+        .send("GET / HTTP/1.1\r\nHost: upgate.test\r\n\r\n")
+        .await;
+    let res = client.read_response().await;
+    assert_eq!(res.status(), 502, "the HEAD's answer carried a body");
+    assert!(res.text().contains("unreachable"), "{}", res.text());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
