@@ -101,7 +101,10 @@ fn the_client_head_keeps_framing_and_drops_hop_by_hop() {
     let head = with_response(chunked, |r| client_head(r, false, true)).unwrap();
     assert_eq!(head.framing, Framing::Chunked);
     assert!(head.close, "the client asked to close");
-    assert!(!head.reusable, "a coding beside a length: not trusted again");
+    assert!(
+        !head.reusable,
+        "a coding beside a length: not trusted again"
+    );
     assert_eq!(
         String::from_utf8(head.bytes).unwrap(),
         "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",

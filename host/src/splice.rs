@@ -8,7 +8,9 @@
 //! frames pass through untouched. Tunnels of other protocols run the same loop
 //! with frame tracking off: a plain splice, closed without a close frame.
 
+use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
+use std::task::Poll;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -21,6 +23,18 @@ use crate::ws_frame::close_frame;
 
 /// Longest wait for a frame boundary before closing without a close frame.
 const BOUNDARY_GRACE: Duration = Duration::from_secs(1);
+/// Every this many events, the go-away signal is looked at before the sockets.
+const GO_AWAY_EVERY: u32 = 64;
+
+/// What the loop woke up for.
+enum Event {
+    /// A read on side 0 (client) or 1 (upstream).
+    Read(usize, std::io::Result<crate::tunnel_io::Chunk>),
+    /// The timer: time to look at the clock.
+    Timer,
+    /// The tunnel must go away.
+    GoAway,
+}
 
 /// How a tunnel treats its bytes.
 #[derive(Debug, Clone, Copy)]
@@ -81,6 +95,7 @@ pub async fn run(
     // until it completes: `going_away` is set then.
     let go_away = ticket.going_away();
     tokio::pin!(go_away);
+    let mut turn: u32 = 0;
 
     let closed_by = 'tunnel: {
         for (side, first) in [
@@ -179,12 +194,37 @@ pub async fn run(
             if wake < timer.deadline() || timer.is_elapsed() {
                 timer.as_mut().reset(wake);
             }
-            let [client_r, up_r] = &mut readers;
-            let (side, read) = tokio::select! {
-                r = client_r.read(limits.buffer_size), if !dirs[0].eof => (Side::Client, r),
-                r = up_r.read(limits.buffer_size), if !dirs[1].eof => (Side::Upstream, r),
-                _ = &mut timer => continue,
-                _ = &mut go_away, if going_away.is_none() => {
+            turn = turn.wrapping_add(1);
+            let eof = [dirs[0].eof, dirs[1].eof];
+            let watching = going_away.is_none();
+            let event = std::future::poll_fn(|cx| {
+                // The go-away signal first now and then: a tunnel whose
+                // sockets are always readable still hears it.
+                if watching && turn % GO_AWAY_EVERY == 0 && go_away.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Event::GoAway);
+                }
+                // The two sides take turns at being looked at first.
+                for k in [turn & 1, !turn & 1] {
+                    let i = k as usize;
+                    if !eof[i] {
+                        if let Poll::Ready(read) = readers[i].poll_read(cx, limits.buffer_size) {
+                            return Poll::Ready(Event::Read(i, read));
+                        }
+                    }
+                }
+                if watching && go_away.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Event::GoAway);
+                }
+                match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Event::Timer),
+                    Poll::Pending => Poll::Pending,
+                }
+            });
+            let (side, read) = match event.await {
+                Event::Read(0, read) => (Side::Client, read),
+                Event::Read(_, read) => (Side::Upstream, read),
+                Event::Timer => continue,
+                Event::GoAway => {
                     going_away = Some((Instant::now(), "drain"));
                     continue;
                 }

@@ -6,9 +6,9 @@
 
 use std::cell::RefCell;
 use std::io;
-use tokio::io::{
-    AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest, ReadHalf, WriteHalf,
-};
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, Interest, ReadBuf, ReadHalf, WriteHalf};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
@@ -30,8 +30,8 @@ pub enum End {
 pub enum Reader {
     /// TCP.
     Tcp(OwnedReadHalf),
-    /// Other.
-    Other(ReadHalf<Box<dyn Stream>>),
+    /// Other, and the buffer its pending read fills.
+    Other(ReadHalf<Box<dyn Stream>>, Option<Chunk>),
 }
 
 /// The write side of an end.
@@ -73,7 +73,7 @@ impl End {
             }
             End::Other(s) => {
                 let (r, w) = tokio::io::split(s);
-                (Reader::Other(r), Writer::Other(w))
+                (Reader::Other(r, None), Writer::Other(w))
             }
         }
     }
@@ -152,16 +152,22 @@ impl Drop for Chunk {
 }
 
 impl Reader {
-    /// Reads what is available (at most `size` bytes); an empty chunk means end of stream.
-    pub async fn read(&mut self, size: usize) -> io::Result<Chunk> {
+    /// Reads what is available (at most `size` bytes); an empty chunk means
+    /// end of stream. Plain TCP borrows a buffer only once the socket is
+    /// readable; other ends keep theirs while the read is pending.
+    pub fn poll_read(&mut self, cx: &mut Context<'_>, size: usize) -> Poll<io::Result<Chunk>> {
         match self {
             Reader::Tcp(r) => loop {
                 // `poll_read_ready` (not `readable()`) takes the socket's single
                 // reader-waker slot, which still holds the waker of the task that
                 // read the handshake: left there it would keep that finished task's
                 // allocation (~8 KiB) alive for as long as this side stays silent.
-                std::future::poll_fn(|cx| r.as_ref().poll_read_ready(cx)).await?;
-                let mut buf = Chunk::take(size);
+                ready!(r.as_ref().poll_read_ready(cx))?;
+                let mut chunk = Chunk {
+                    buf: Chunk::take(size),
+                    len: 0,
+                    pooled: true,
+                };
                 let mut short = 0;
                 // A read shorter than the buffer emptied the socket. Saying so
                 // (WouldBlock) inside `try_io` clears tokio's readiness, so the
@@ -170,49 +176,47 @@ impl Reader {
                 // small-message echo). tokio keeps the readiness if an event came
                 // in meanwhile, so nothing is missed.
                 let read = r.as_ref().try_io(Interest::READABLE, || {
-                    let n = r.try_read(&mut buf)?;
-                    if n > 0 && n < buf.len() {
+                    let n = r.try_read(&mut chunk.buf)?;
+                    if n > 0 && n < chunk.buf.len() {
                         short = n;
                         return Err(io::ErrorKind::WouldBlock.into());
                     }
                     Ok(n)
                 });
-                match read {
-                    Ok(len) => {
-                        return Ok(Chunk {
-                            buf,
-                            len,
-                            pooled: true,
-                        })
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock && short > 0 => {
-                        return Ok(Chunk {
-                            buf,
-                            len: short,
-                            pooled: true,
-                        })
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        drop(Chunk {
-                            buf,
-                            len: 0,
-                            pooled: true,
-                        });
-                        continue;
-                    }
-                    Err(e) => return Err(e),
-                }
-            },
-            Reader::Other(r) => {
-                let own = size.min(OTHER_READ_MAX);
-                let pooled = own == size;
-                let mut buf = if pooled {
-                    Chunk::take(size)
-                } else {
-                    vec![0u8; own]
+                chunk.len = match read {
+                    Ok(len) => len,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock && short > 0 => short,
+                    // Nothing after all: the buffer goes back to the pool.
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    Err(e) => return Poll::Ready(Err(e)),
                 };
-                let len = r.read(&mut buf).await?;
-                Ok(Chunk { buf, len, pooled })
+                return Poll::Ready(Ok(chunk));
+            },
+            Reader::Other(r, held) => {
+                let chunk = held.get_or_insert_with(|| {
+                    let own = size.min(OTHER_READ_MAX);
+                    let pooled = own == size;
+                    let buf = if pooled {
+                        Chunk::take(size)
+                    } else {
+                        vec![0u8; own]
+                    };
+                    Chunk {
+                        buf,
+                        len: 0,
+                        pooled,
+                    }
+                });
+                let mut read = ReadBuf::new(&mut chunk.buf);
+                ready!(Pin::new(r).poll_read(cx, &mut read))?;
+                let len = read.filled().len();
+                let mut chunk = held.take().unwrap_or_else(|| Chunk {
+                    buf: Vec::new(),
+                    len: 0,
+                    pooled: false,
+                });
+                chunk.len = len;
+                Poll::Ready(Ok(chunk))
             }
         }
     }
