@@ -96,6 +96,7 @@ pub async fn run(
     let go_away = ticket.going_away();
     tokio::pin!(go_away);
     let mut turn: u32 = 0;
+    let mut after_read = false;
 
     let closed_by = 'tunnel: {
         for (side, first) in [
@@ -197,7 +198,13 @@ pub async fn run(
             turn = turn.wrapping_add(1);
             let eof = [dirs[0].eof, dirs[1].eof];
             let watching = going_away.is_none();
+            // Right after a read, the timer and the go-away signal were not
+            // what woke the loop: both still hold its waker from an earlier
+            // look (moving the timer keeps it), so only the sockets are looked
+            // at until the task is woken again.
+            let mut quick = after_read;
             let event = std::future::poll_fn(|cx| {
+                let sockets_only = std::mem::take(&mut quick);
                 // The go-away signal first now and then: a tunnel whose
                 // sockets are always readable still hears it.
                 if watching && turn % GO_AWAY_EVERY == 0 && go_away.as_mut().poll(cx).is_ready() {
@@ -212,6 +219,9 @@ pub async fn run(
                         }
                     }
                 }
+                if sockets_only {
+                    return Poll::Pending;
+                }
                 if watching && go_away.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(Event::GoAway);
                 }
@@ -220,7 +230,9 @@ pub async fn run(
                     Poll::Pending => Poll::Pending,
                 }
             });
-            let (side, read) = match event.await {
+            let event = event.await;
+            after_read = matches!(event, Event::Read(..));
+            let (side, read) = match event {
                 Event::Read(0, read) => (Side::Client, read),
                 Event::Read(_, read) => (Side::Upstream, read),
                 Event::Timer => continue,

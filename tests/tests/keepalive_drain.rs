@@ -275,3 +275,44 @@ async fn an_idle_tunnel_outlives_60_seconds_by_default() {
     cut.closed_within(Duration::from_secs(3)).await;
     ws::round_trip(&mut kept, "after 61 s of quiet").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_reaches_a_tunnel_that_never_goes_quiet() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let echo = origin::ws_echo().await;
+    let mut text = config_text(&[route("/", echo.addr())]);
+    text.insert_str(0, "drain_timeout = \"300ms\"\n");
+    let config = upgate::Config::parse(&text, "test", std::path::Path::new(".")).unwrap();
+    let proxy = upgate::Proxy::start(config).await.unwrap();
+    let (mut tx, mut rx) = ws::connect(proxy.local_addrs()[0], "/").await.split();
+    // Messages go out without waiting for their echoes, so both of the
+    // tunnel's sockets always have bytes to read.
+    let flood = tokio::spawn(async move {
+        let message = "busy ".repeat(200);
+        for _ in 0..1_000_000 {
+            if tx.send(Message::text(message.clone())).await.is_err() {
+                break;
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    let drained = tokio::spawn(proxy.drain());
+    let closed = within_for(Duration::from_secs(5), "the drain's close frame", async {
+        loop {
+            match rx.next().await {
+                Some(Ok(Message::Close(f))) => return f,
+                Some(Ok(_)) => {}
+                other => panic!("tunnel ended without a close frame: {other:?}"),
+            }
+        }
+    })
+    .await;
+    assert_eq!(closed.map(|f| u16::from(f.code)), Some(1001));
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    flood.abort();
+    within_for(Duration::from_secs(3), "drain to finish", drained)
+        .await
+        .unwrap();
+}
