@@ -23,8 +23,6 @@ use crate::ws_frame::close_frame;
 
 /// Longest wait for a frame boundary before closing without a close frame.
 const BOUNDARY_GRACE: Duration = Duration::from_secs(1);
-/// Every this many events, the go-away signal is looked at before the sockets.
-const GO_AWAY_EVERY: u32 = 64;
 
 /// What the loop woke up for.
 enum Event {
@@ -93,10 +91,12 @@ pub async fn run(
     // One wait for the go-away signal for the tunnel's life, not a new one per
     // read (each registered and unregistered a waiter under a lock). Polled only
     // until it completes: `going_away` is set then.
+    let signals = ticket.signals();
     let go_away = ticket.going_away();
     tokio::pin!(go_away);
+    // The signal's count when its future last returned pending.
+    let mut signal_seen = u64::MAX;
     let mut turn: u32 = 0;
-    let mut after_read = false;
 
     let closed_by = 'tunnel: {
         for (side, first) in [
@@ -198,17 +198,18 @@ pub async fn run(
             turn = turn.wrapping_add(1);
             let eof = [dirs[0].eof, dirs[1].eof];
             let watching = going_away.is_none();
-            // Right after a read, the timer and the go-away signal were not
-            // what woke the loop: both still hold its waker from an earlier
-            // look (moving the timer keeps it), so only the sockets are looked
-            // at until the task is woken again.
-            let mut quick = after_read;
+            // Every source is polled before the loop waits (a timer that
+            // fired, or a signal that woke the task, gave up the task's waker:
+            // skipping them after a read lost wake-ups).
             let event = std::future::poll_fn(|cx| {
-                let sockets_only = std::mem::take(&mut quick);
-                // The go-away signal first now and then: a tunnel whose
-                // sockets are always readable still hears it.
-                if watching && turn % GO_AWAY_EVERY == 0 && go_away.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(Event::GoAway);
+                let signal = signals.count();
+                // A change of the signal first: rare, and a tunnel whose
+                // sockets are always readable must still hear it.
+                if watching && signal != signal_seen {
+                    if go_away.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Event::GoAway);
+                    }
+                    signal_seen = signal;
                 }
                 // The two sides take turns at being looked at first.
                 for k in [turn & 1, !turn & 1] {
@@ -219,9 +220,6 @@ pub async fn run(
                         }
                     }
                 }
-                if sockets_only {
-                    return Poll::Pending;
-                }
                 if watching && go_away.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(Event::GoAway);
                 }
@@ -230,9 +228,7 @@ pub async fn run(
                     Poll::Pending => Poll::Pending,
                 }
             });
-            let event = event.await;
-            after_read = matches!(event, Event::Read(..));
-            let (side, read) = match event {
+            let (side, read) = match event.await {
                 Event::Read(0, read) => (Side::Client, read),
                 Event::Read(_, read) => (Side::Upstream, read),
                 Event::Timer => continue,

@@ -3,7 +3,7 @@
 //! A tunnel holds a [`Ticket`] for as long as it is open.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
@@ -21,6 +21,8 @@ pub struct Tunnels {
     open: AtomicUsize,
     closed: Notify,
     go_away: watch::Sender<GoAway>,
+    /// Counts changes sent on `go_away`, each counted before it is sent.
+    signals: AtomicU64,
 }
 
 /// One open tunnel's place in [`Tunnels`]; dropping it counts the tunnel closed.
@@ -38,6 +40,7 @@ impl Tunnels {
             open: AtomicUsize::new(0),
             closed: Notify::new(),
             go_away: watch::Sender::new(GoAway::default()),
+            signals: AtomicU64::new(0),
         })
     }
 
@@ -58,11 +61,13 @@ impl Tunnels {
 
     /// Tells every tunnel to go away.
     pub fn go_away_all(&self) {
+        self.signals.fetch_add(1, Ordering::SeqCst);
         self.go_away.send_modify(|g| g.all = true);
     }
 
     /// Tells the tunnels of `route` to go away.
     pub fn go_away_route(&self, route: &str) {
+        self.signals.fetch_add(1, Ordering::SeqCst);
         self.go_away.send_modify(|g| {
             g.routes.insert(route.to_string());
         });
@@ -70,6 +75,7 @@ impl Tunnels {
 
     /// New tunnels of `route` are welcome again (a reload brought it back).
     pub fn welcome_route(&self, route: &str) {
+        self.signals.fetch_add(1, Ordering::SeqCst);
         self.go_away.send_if_modified(|g| g.routes.remove(route));
     }
 
@@ -88,7 +94,26 @@ impl Tunnels {
     }
 }
 
+/// How many changes the go-away signal has had: read without a lock, so a
+/// busy tunnel can tell whether its [`Ticket::going_away`] must be looked at
+/// (each change wakes that future once; a wake-up spent on a socket is not
+/// repeated).
+#[derive(Debug, Clone)]
+pub struct Signals(Arc<Tunnels>);
+
+impl Signals {
+    /// Changes so far.
+    pub fn count(&self) -> u64 {
+        self.0.signals.load(Ordering::SeqCst)
+    }
+}
+
 impl Ticket {
+    /// The counter of go-away changes this ticket hears.
+    pub fn signals(&self) -> Signals {
+        Signals(self.tunnels.clone())
+    }
+
     /// Completes when this tunnel is told to go away.
     pub async fn going_away(&mut self) {
         loop {

@@ -286,11 +286,12 @@ async fn drain_reaches_a_tunnel_that_never_goes_quiet() {
     let config = upgate::Config::parse(&text, "test", std::path::Path::new(".")).unwrap();
     let proxy = upgate::Proxy::start(config).await.unwrap();
     let (mut tx, mut rx) = ws::connect(proxy.local_addrs()[0], "/").await.split();
-    // Messages go out without waiting for their echoes, so both of the
-    // tunnel's sockets always have bytes to read.
+    // Messages go out for 10 s without waiting for their echoes, so both of
+    // the tunnel's sockets always have bytes to read.
     let flood = tokio::spawn(async move {
         let message = "busy ".repeat(200);
-        for _ in 0..1_000_000 {
+        let until = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < until {
             if tx.send(Message::text(message.clone())).await.is_err() {
                 break;
             }
@@ -299,10 +300,47 @@ async fn drain_reaches_a_tunnel_that_never_goes_quiet() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let started = Instant::now();
     let drained = tokio::spawn(proxy.drain());
-    let closed = within_for(Duration::from_secs(5), "the drain's close frame", async {
+    // The tunnel ends with a 1001 once a frame boundary comes, or without a
+    // close frame one second after the drain deadline: either way well
+    // before the flood would stop.
+    let ended = within_for(Duration::from_secs(4), "the drained tunnel to end", async {
         loop {
             match rx.next().await {
-                Some(Ok(Message::Close(f))) => return f,
+                Some(Ok(Message::Close(f))) => return f.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => {}
+                _ => return None,
+            }
+        }
+    })
+    .await;
+    assert!(matches!(ended, Some(1001) | None), "closed with {ended:?}");
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    flood.abort();
+    within_for(Duration::from_secs(3), "drain to finish", drained)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_timeout_still_fires_after_traffic_longer_than_it() {
+    let echo = origin::ws_echo().await;
+    let proxy = proxy::start([route("/", echo.addr()).idle_timeout("300ms")]).await;
+    let mut client = ws::connect(proxy.addr(), "/").await;
+    // Echoes back to back for over three idle periods: the tunnel's timer
+    // fires (and is moved) while its sockets keep it busy.
+    let busy_until = Instant::now() + Duration::from_millis(1000);
+    while Instant::now() < busy_until {
+        ws::send(&mut client, "busy".into()).await;
+        assert_eq!(
+            ws::recv(&mut client).await.into_text().unwrap().as_str(),
+            "busy"
+        );
+    }
+    let quiet = Instant::now();
+    let closed = within_for(Duration::from_secs(3), "the idle timeout", async {
+        loop {
+            match futures_util::StreamExt::next(&mut client).await {
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Close(f))) => return f,
                 Some(Ok(_)) => {}
                 other => panic!("tunnel ended without a close frame: {other:?}"),
             }
@@ -310,9 +348,5 @@ async fn drain_reaches_a_tunnel_that_never_goes_quiet() {
     })
     .await;
     assert_eq!(closed.map(|f| u16::from(f.code)), Some(1001));
-    assert!(started.elapsed() >= Duration::from_millis(250));
-    flood.abort();
-    within_for(Duration::from_secs(3), "drain to finish", drained)
-        .await
-        .unwrap();
+    assert!(quiet.elapsed() >= Duration::from_millis(250));
 }
