@@ -86,6 +86,19 @@ async fn serve(
 
 const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n";
 
+/// A proxy with one route to `upstream`, and a client connected to it.
+async fn client_to(upstream: std::net::SocketAddr) -> (proxy::Running, RawConn) {
+    let proxy = proxy::start([route("/", upstream)]).await;
+    let client = RawConn::connect(proxy.addr()).await;
+    (proxy, client)
+}
+
+/// Sends a bodyless request: `method` of `target`.
+async fn ask(client: &mut RawConn, method: &str, target: &str) {
+    let head = format!("{method} {target} HTTP/1.1\r\nHost: upgate.test\r\n\r\n");
+    client.send(head).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_body_framing_arrives_whole_and_the_connection_is_reused() {
     let origin = origin(|_, _, line| match line.split(' ').nth(1).unwrap_or("") {
@@ -105,38 +118,27 @@ async fn every_body_framing_arrives_whole_and_the_connection_is_reused() {
         _ => Act::Answer(vec![b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n"]),
     })
     .await;
-    let proxy = proxy::start([route("/", origin.addr())]).await;
-    let mut client = RawConn::connect(proxy.addr()).await;
+    let (_proxy, mut client) = client_to(origin.addr()).await;
     for _ in 0..2 {
-        client
-            .send("GET /chunked HTTP/1.1\r\nHost: upgate.test\r\n\r\n")
-            .await;
+        ask(&mut client, "GET", "/chunked").await;
         let res = client.read_response().await;
         assert_eq!(res.status(), 200);
         assert_eq!(res.text(), "hello, world");
     }
-    client
-        .send("GET /length HTTP/1.1\r\nHost: upgate.test\r\n\r\n")
-        .await;
+    ask(&mut client, "GET", "/length").await;
     assert_eq!(client.read_response().await.text(), "hello world");
-    client
-        .send("HEAD /head HTTP/1.1\r\nHost: upgate.test\r\n\r\n")
-        .await;
+    ask(&mut client, "HEAD", "/head").await;
     let head = client.read_head().await;
     assert_eq!(
         head.header("content-length"),
         Some("7"),
         "HEAD keeps the length"
     );
-    client
-        .send("GET /early HTTP/1.1\r\nHost: upgate.test\r\n\r\n")
-        .await;
+    ask(&mut client, "GET", "/early").await;
     let head = client.read_head().await;
     assert_eq!(head.status, 204, "the 103 is not relayed");
     assert_eq!(head.header("x-after"), Some("hints"));
-    client
-        .send("GET /length HTTP/1.1\r\nHost: upgate.test\r\n\r\n")
-        .await;
+    ask(&mut client, "GET", "/length").await;
     assert_eq!(
         client.read_response().await.text(),
         "hello world",
@@ -155,12 +157,9 @@ async fn a_body_until_close_is_rechunked_and_the_client_stays() {
         Act::AnswerThenClose(b"HTTP/1.1 200 OK\r\nX-MiXeD-CaSe: kept\r\n\r\nuntil the end")
     })
     .await;
-    let proxy = proxy::start([route("/", origin.addr())]).await;
-    let mut client = RawConn::connect(proxy.addr()).await;
+    let (_proxy, mut client) = client_to(origin.addr()).await;
     for _ in 0..2 {
-        client
-            .send("GET / HTTP/1.1\r\nHost: upgate.test\r\n\r\n")
-            .await;
+        ask(&mut client, "GET", "/").await;
         let res = client.read_response().await;
         assert_eq!(res.head.header("transfer-encoding"), Some("chunked"));
         assert_eq!(res.head.header("connection"), None);
@@ -180,11 +179,8 @@ async fn a_body_cut_short_resets_the_client_connection() {
         Act::AnswerThenClose(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b")
     })
     .await;
-    let proxy = proxy::start([route("/", origin.addr())]).await;
-    let mut client = RawConn::connect(proxy.addr()).await;
-    client
-        .send("GET / HTTP/1.1\r\nHost: upgate.test\r\n\r\n")
-        .await;
+    let (_proxy, mut client) = client_to(origin.addr()).await;
+    ask(&mut client, "GET", "/").await;
     let head = client.read_head().await;
     assert_eq!(head.header("content-length"), Some("100"));
     let rest = client.closed_within(Duration::from_secs(3)).await;
@@ -194,11 +190,8 @@ async fn a_body_cut_short_resets_the_client_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_leaves_early_frees_the_upstream_connection() {
     let origin = origin(|_, _, _| Act::Hang).await;
-    let proxy = proxy::start([route("/", origin.addr())]).await;
-    let mut client = RawConn::connect(proxy.addr()).await;
-    client
-        .send("GET /slow HTTP/1.1\r\nHost: upgate.test\r\n\r\n")
-        .await;
+    let (_proxy, mut client) = client_to(origin.addr()).await;
+    ask(&mut client, "GET", "/slow").await;
     // The request reached the origin, then the client goes.
     let deadline = std::time::Instant::now() + Duration::from_secs(3);
     while origin.connections() == 0 || origin.conn(0).head.is_empty() {
@@ -219,16 +212,11 @@ async fn a_client_that_leaves_early_frees_the_upstream_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_error_answer_to_head_has_no_body() {
     let down = upgate_tests::origin::closed_port().await;
-    let proxy = proxy::start([route("/", down)]).await;
-    let mut client = RawConn::connect(proxy.addr()).await;
-    client
-        .send("HEAD / HTTP/1.1\r\nHost: upgate.test\r\n\r\n")
-        .await;
+    let (_proxy, mut client) = client_to(down).await;
+    ask(&mut client, "HEAD", "/").await;
     let head = client.read_head().await;
     assert_eq!(head.status, 502);
-    client
-        .send("GET / HTTP/1.1\r\nHost: upgate.test\r\n\r\n")
-        .await;
+    ask(&mut client, "GET", "/").await;
     let res = client.read_response().await;
     assert_eq!(res.status(), 502, "the HEAD's answer carried a body");
     assert!(res.text().contains("unreachable"), "{}", res.text());
@@ -244,8 +232,7 @@ async fn pipelined_requests_are_answered_in_order_and_close_is_honoured() {
         }])
     })
     .await;
-    let proxy = proxy::start([route("/", origin.addr())]).await;
-    let mut client = RawConn::connect(proxy.addr()).await;
+    let (_proxy, mut client) = client_to(origin.addr()).await;
     client
         .send(
             "GET /one HTTP/1.1\r\nHost: upgate.test\r\n\r\n\
@@ -280,12 +267,9 @@ async fn a_pooled_connection_the_upstream_closed_is_replaced() {
         _ => Act::AnswerThenClose(OK),
     })
     .await;
-    let proxy = proxy::start([route("/", origin.addr())]).await;
-    let mut client = RawConn::connect(proxy.addr()).await;
+    let (_proxy, mut client) = client_to(origin.addr()).await;
     for _ in 0..2 {
-        client
-            .send("GET / HTTP/1.1\r\nHost: upgate.test\r\n\r\n")
-            .await;
+        ask(&mut client, "GET", "/").await;
         let res = client.read_response().await;
         assert_eq!(res.status(), 200, "{}", res.text());
     }
@@ -295,9 +279,7 @@ async fn a_pooled_connection_the_upstream_closed_is_replaced() {
         "the GET was sent again on a new connection"
     );
     // Connection 1 closed after its answer: found closed in the pool, not used.
-    client
-        .send("GET / HTTP/1.1\r\nHost: upgate.test\r\n\r\n")
-        .await;
+    ask(&mut client, "GET", "/").await;
     assert_eq!(client.read_response().await.status(), 200);
     assert_eq!(origin.connections(), 3);
 }
@@ -309,11 +291,8 @@ async fn a_post_is_not_sent_twice() {
         _ => Act::Close,
     })
     .await;
-    let proxy = proxy::start([route("/", origin.addr())]).await;
-    let mut client = RawConn::connect(proxy.addr()).await;
-    client
-        .send("GET / HTTP/1.1\r\nHost: upgate.test\r\n\r\n")
-        .await;
+    let (_proxy, mut client) = client_to(origin.addr()).await;
+    ask(&mut client, "GET", "/").await;
     assert_eq!(client.read_response().await.status(), 200);
     client
         .send("POST /act HTTP/1.1\r\nHost: upgate.test\r\nContent-Length: 0\r\n\r\n")
@@ -322,9 +301,7 @@ async fn a_post_is_not_sent_twice() {
     assert_eq!(res.status(), 502, "{}", res.text());
     assert!(res.text().contains("failed"), "{}", res.text());
     assert_eq!(origin.connections(), 1, "the POST went out again");
-    client
-        .send("GET / HTTP/1.1\r\nHost: upgate.test\r\n\r\n")
-        .await;
+    ask(&mut client, "GET", "/").await;
     assert!(
         client.read_response().await.status() >= 200,
         "the client connection serves on after a 502"
