@@ -22,7 +22,7 @@ use tokio::time::Instant;
 
 use crate::body::{status_response, ProxyBody};
 use crate::direct_head::{self, PlainRequest};
-use crate::direct_http::{self, After, Target};
+use crate::direct_http::{self, deadline_after, After, Target};
 use crate::headers::is_upgrade_request;
 use crate::plugin::PeerInfo;
 use crate::rewind::Rewind;
@@ -43,12 +43,14 @@ pub async fn serve<S>(
     shared: Arc<Shared>,
     worker: usize,
 ) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + Into<End> + 'static,
+    S: AsyncRead + AsyncWrite + Unpin + Send + Into<End> + Socket + 'static,
 {
     let client = peer.client_addr;
     let head_timeout = shared.snapshot().config.request_head_timeout;
     let mut buf = BytesMut::with_capacity(4096);
-    let mut deadline = accepted + head_timeout;
+    let mut deadline = accepted
+        .checked_add(head_timeout)
+        .unwrap_or_else(|| deadline_after(head_timeout));
     let mut first = true;
     // What hyper gets: the raw head of the request it reads first, and the
     // answer to it when that was an upgrade decided here but not switched.
@@ -102,10 +104,10 @@ pub async fn serve<S>(
                         let _ = closing.await;
                         return;
                     }
-                    After::Abort => return reset(stream.into()),
+                    After::Abort => return reset(stream),
                 }
                 first = false;
-                deadline = Instant::now() + head_timeout;
+                deadline = deadline_after(head_timeout);
             }
             Step::Hyper(head) => break (head, None),
         }
@@ -141,13 +143,29 @@ pub async fn serve<S>(
 /// to a client that stopped reading).
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
-/// Resets a client connection (RST, not FIN, on plain TCP), so that a
-/// response cut short cannot pass for a whole one.
-fn reset(end: End) {
-    if let End::Tcp(tcp) = &end {
-        let _ = tcp.set_zero_linger();
+/// The TCP connection under a client's stream (under TLS, if any).
+pub trait Socket {
+    /// The TCP socket.
+    fn tcp(&self) -> &tokio::net::TcpStream;
+}
+
+impl Socket for tokio::net::TcpStream {
+    fn tcp(&self) -> &tokio::net::TcpStream {
+        self
     }
-    drop(end);
+}
+
+impl Socket for tokio_rustls::server::TlsStream<tokio::net::TcpStream> {
+    fn tcp(&self) -> &tokio::net::TcpStream {
+        self.get_ref().0
+    }
+}
+
+/// Resets a client connection (RST, not FIN, and no TLS close_notify), so
+/// that a response cut short cannot pass for a whole one.
+fn reset<S: Socket>(stream: S) {
+    let _ = stream.tcp().set_zero_linger();
+    drop(stream);
 }
 
 /// What reading a request head came to.

@@ -21,11 +21,10 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use crate::body::status_bytes;
-use crate::chunk_scan::ChunkScan;
 use crate::config::UpstreamConfig;
+use crate::direct_body::{relay, Ends};
 use crate::direct_head::{client_head, ClientHead, PlainRequest};
 use crate::direct_pool::Pools;
-use crate::relay_body::Framing;
 use crate::upstream::{self, ConnectError, UpstreamStream};
 use crate::wire::{MAX_HEAD, MAX_HEADERS};
 
@@ -73,7 +72,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     target: Target<'_>,
 ) -> After {
     let name = target.upstream.name.as_str();
-    let deadline = Instant::now() + target.response_timeout;
+    let deadline = deadline_after(target.response_timeout);
     let exchanged = tokio::time::timeout_at(deadline, exchange(&req, &target));
     tokio::pin!(exchanged);
     let exchanged = loop {
@@ -97,7 +96,12 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         }
     };
     let close = head.close;
-    match relay(client, &mut stream, head, buf).await {
+    let mut ends = Ends {
+        client,
+        pending,
+        upstream: &mut stream,
+    };
+    match relay(&mut ends, head, buf).await {
         Ok(true) => target.pools.put(target.worker, name, stream),
         Ok(false) => {}
         Err(e) => {
@@ -252,122 +256,10 @@ async fn exchange_head(
     }
 }
 
-/// Sends the head and the body that follows it (`buf` holds what was read
-/// past the head). `Ok(true)`: the body ended exactly where the upstream's
-/// bytes did, so its connection can take another request.
-async fn relay<S: AsyncWrite + Unpin>(
-    client: &mut S,
-    stream: &mut UpstreamStream,
-    head: ClientHead,
-    mut buf: BytesMut,
-) -> io::Result<bool> {
-    let mut out = head.bytes;
-    let mut reusable = head.reusable;
-    match head.framing {
-        Framing::Empty => {
-            reusable &= buf.is_empty();
-            send(client, &out).await?;
-        }
-        Framing::Length(n) => {
-            let first = (buf.len() as u64).min(n) as usize;
-            out.extend_from_slice(&buf[..first]);
-            reusable &= buf.len() == first;
-            send(client, &out).await?;
-            let mut left = n - first as u64;
-            while left > 0 {
-                read_more(stream, &mut buf).await?;
-                let take = (buf.len() as u64).min(left) as usize;
-                reusable &= buf.len() == take;
-                send(client, &buf[..take]).await?;
-                left -= take as u64;
-            }
-        }
-        Framing::Chunked => {
-            let mut scan = ChunkScan::new();
-            let bad = |e: &str| io::Error::new(io::ErrorKind::InvalidData, e.to_string());
-            let mut end = scan.feed(&buf).map_err(bad)?;
-            let first = end.unwrap_or(buf.len());
-            out.extend_from_slice(&buf[..first]);
-            reusable &= buf.len() == first;
-            send(client, &out).await?;
-            while end.is_none() {
-                read_more(stream, &mut buf).await?;
-                end = scan.feed(&buf).map_err(bad)?;
-                let take = end.unwrap_or(buf.len());
-                reusable &= buf.len() == take;
-                send(client, &buf[..take]).await?;
-            }
-        }
-        Framing::Eof if head.rechunk => {
-            let mut tail = Vec::new();
-            let mut done = false;
-            while !done {
-                if buf.is_empty() {
-                    buf.reserve(16 * 1024);
-                    done = stream.read_buf(&mut buf).await? == 0;
-                }
-                tail.clear();
-                chunk(&mut out, &mut tail, &buf, done);
-                send_parts(client, &out, &buf, &tail).await?;
-                out.clear();
-                buf.clear();
-            }
-            reusable = false;
-        }
-        Framing::Eof => {
-            out.extend_from_slice(&buf);
-            send(client, &out).await?;
-            loop {
-                buf.clear();
-                buf.reserve(16 * 1024);
-                if stream.read_buf(&mut buf).await? == 0 {
-                    break;
-                }
-                send(client, &buf).await?;
-            }
-            reusable = false;
-        }
-    }
-    Ok(reusable)
-}
-
-/// Replaces `buf`'s contents with the upstream's next bytes; the body is cut
-/// short if there are none.
-async fn read_more(stream: &mut UpstreamStream, buf: &mut BytesMut) -> io::Result<()> {
-    buf.clear();
-    buf.reserve(16 * 1024);
-    if stream.read_buf(buf).await? == 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "upstream closed mid-body",
-        ));
-    }
-    Ok(())
-}
-
-/// Frames `data` as one chunk: its size line goes at the end of `head`, its
-/// CRLF (and, with `last`, the last chunk) into `tail`. No data: no chunk.
-fn chunk(head: &mut Vec<u8>, tail: &mut Vec<u8>, data: &[u8], last: bool) {
-    if !data.is_empty() {
-        head.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
-        tail.extend_from_slice(b"\r\n");
-    }
-    if last {
-        tail.extend_from_slice(b"0\r\n\r\n");
-    }
-}
-
-/// Sends three parts in order.
-async fn send_parts<S: AsyncWrite + Unpin>(
-    client: &mut S,
-    a: &[u8],
-    b: &[u8],
-    c: &[u8],
-) -> io::Result<()> {
-    for part in [a, b, c] {
-        if !part.is_empty() {
-            client.write_all(part).await?;
-        }
-    }
-    client.flush().await
+/// Now plus `after`; a duration too long for the clock (the config takes any
+/// number of seconds) is as good as never.
+pub fn deadline_after(after: std::time::Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(after)
+        .unwrap_or_else(|| now + std::time::Duration::from_secs(100 * 365 * 24 * 3600))
 }

@@ -9,7 +9,7 @@
 //! - [`passthrough`]: a TLS pass-through connection, routed by its ClientHello's SNI.
 //! - [`tls`]: certificates by SNI, TLS to upstreams, the ClientHello reader.
 //! - [`http_proxy`]: plain requests through hyper, streamed to pooled upstream connections.
-//! - [`direct_http`]: bodyless plain requests without hyper ([`direct_head`], [`direct_pool`], [`chunk_scan`]).
+//! - [`direct_http`]: bodyless plain requests without hyper ([`direct_head`], [`direct_body`], [`direct_pool`], [`chunk_scan`]).
 //! - [`upgrade`]: an upgrade request: plugin, invariant checks, outcome; [`switch`]: a 101 and its tunnel.
 //! - [`plugin`]: the wasmtime runtime and the host side of `wit/plugin.wit`.
 //! - [`exchange`], [`upstream`], [`wire`]: the plugin's upstream exchanges on raw connections.
@@ -27,6 +27,7 @@ pub mod chunk_scan;
 pub mod config;
 pub mod conn;
 pub mod demo;
+pub mod direct_body;
 pub mod direct_head;
 pub mod direct_http;
 pub mod direct_pool;

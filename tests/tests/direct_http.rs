@@ -29,6 +29,8 @@ enum Act {
     Close,
     /// Never answers; waits for the proxy to close.
     Hang,
+    /// Writes the start of an answer, then waits for the proxy to close.
+    StartThenHang(&'static [u8]),
 }
 
 /// A keep-alive origin: for the `i`-th request on connection `conn`, with
@@ -73,7 +75,12 @@ async fn serve(
                 break;
             }
             Act::Close => break,
-            Act::Hang => {
+            Act::Hang | Act::StartThenHang(_) => {
+                if let Act::StartThenHang(start) = script(conn, i, &line) {
+                    if stream.write_all(start).await.is_err() {
+                        break;
+                    }
+                }
                 let mut rest = [0u8; 64];
                 let wait = tokio::io::AsyncReadExt::read(&mut stream, &mut rest);
                 let _ = tokio::time::timeout(Duration::from_secs(30), wait).await;
@@ -306,4 +313,32 @@ async fn a_post_is_not_sent_twice() {
         client.read_response().await.status() >= 200,
         "the client connection serves on after a 502"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_leaves_a_quiet_streamed_body_frees_the_upstream_connection() {
+    let origin = origin(|_, _, _| {
+        Act::StartThenHang(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nevent\n\r\n")
+    })
+    .await;
+    let (_proxy, mut client) = client_to(origin.addr()).await;
+    ask(&mut client, "GET", "/events").await;
+    assert_eq!(client.read_head().await.status, 200);
+    assert_eq!(client.read_chunk().await.as_deref(), Some(&b"event\n"[..]));
+    drop(client);
+    let closed = tokio::time::timeout(Duration::from_secs(3), origin.closed(0)).await;
+    assert!(
+        closed.is_ok(),
+        "the upstream connection outlived the client"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_timeout_too_long_for_the_clock_means_no_timeout() {
+    let origin = origin(|_, _, _| Act::Answer(vec![OK])).await;
+    let never = route("/", origin.addr()).response_timeout("10000000000000000000s");
+    let proxy = proxy::start([never]).await;
+    let mut client = RawConn::connect(proxy.addr()).await;
+    ask(&mut client, "GET", "/").await;
+    assert_eq!(client.read_response().await.text(), "ok\n");
 }
