@@ -100,6 +100,13 @@ async fn client_to(upstream: std::net::SocketAddr) -> (proxy::Running, RawConn) 
     (proxy, client)
 }
 
+/// An origin running `script`, a proxy in front of it, and a connected client.
+async fn serving(script: fn(usize, usize, &str) -> Act) -> (Server, proxy::Running, RawConn) {
+    let origin = origin(script).await;
+    let (proxy, client) = client_to(origin.addr()).await;
+    (origin, proxy, client)
+}
+
 /// Sends a bodyless request: `method` of `target`.
 async fn ask(client: &mut RawConn, method: &str, target: &str) {
     let head = format!("{method} {target} HTTP/1.1\r\nHost: upgate.test\r\n\r\n");
@@ -108,24 +115,24 @@ async fn ask(client: &mut RawConn, method: &str, target: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_body_framing_arrives_whole_and_the_connection_is_reused() {
-    let origin = origin(|_, _, line| match line.split(' ').nth(1).unwrap_or("") {
-        "/chunked" => Act::Answer(vec![
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n5\r\nhel",
-            b"lo\r\n7;ext=1\r\n, world\r\n",
-            b"0\r\nX-Sum: 12\r\n\r\n",
-        ]),
-        "/length" => Act::Answer(vec![
-            b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\nhello",
-            b" world",
-        ]),
-        "/early" => Act::Answer(vec![
-            b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n",
-            b"HTTP/1.1 204 No Content\r\nX-After: hints\r\n\r\n",
-        ]),
-        _ => Act::Answer(vec![b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n"]),
-    })
-    .await;
-    let (_proxy, mut client) = client_to(origin.addr()).await;
+    let (origin, _proxy, mut client) =
+        serving(|_, _, line| match line.split(' ').nth(1).unwrap_or("") {
+            "/chunked" => Act::Answer(vec![
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n5\r\nhel",
+                b"lo\r\n7;ext=1\r\n, world\r\n",
+                b"0\r\nX-Sum: 12\r\n\r\n",
+            ]),
+            "/length" => Act::Answer(vec![
+                b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\nhello",
+                b" world",
+            ]),
+            "/early" => Act::Answer(vec![
+                b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n",
+                b"HTTP/1.1 204 No Content\r\nX-After: hints\r\n\r\n",
+            ]),
+            _ => Act::Answer(vec![b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n"]),
+        })
+        .await;
     for _ in 0..2 {
         ask(&mut client, "GET", "/chunked").await;
         let res = client.read_response().await;
@@ -160,11 +167,10 @@ async fn every_body_framing_arrives_whole_and_the_connection_is_reused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_until_close_is_rechunked_and_the_client_stays() {
-    let origin = origin(|_, _, _| {
+    let (origin, _proxy, mut client) = serving(|_, _, _| {
         Act::AnswerThenClose(b"HTTP/1.1 200 OK\r\nX-MiXeD-CaSe: kept\r\n\r\nuntil the end")
     })
     .await;
-    let (_proxy, mut client) = client_to(origin.addr()).await;
     for _ in 0..2 {
         ask(&mut client, "GET", "/").await;
         let res = client.read_response().await;
@@ -182,11 +188,10 @@ async fn a_body_until_close_is_rechunked_and_the_client_stays() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_cut_short_resets_the_client_connection() {
-    let origin = origin(|_, _, _| {
+    let (_origin, _proxy, mut client) = serving(|_, _, _| {
         Act::AnswerThenClose(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b")
     })
     .await;
-    let (_proxy, mut client) = client_to(origin.addr()).await;
     ask(&mut client, "GET", "/").await;
     let head = client.read_head().await;
     assert_eq!(head.header("content-length"), Some("100"));
@@ -231,7 +236,7 @@ async fn an_error_answer_to_head_has_no_body() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_requests_are_answered_in_order_and_close_is_honoured() {
-    let origin = origin(|_, _, line| {
+    let (origin, _proxy, mut client) = serving(|_, _, line| {
         Act::Answer(vec![match line.split(' ').nth(1).unwrap_or("") {
             "/one" => b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\none\n",
             "/two" => b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ntwo\n",
@@ -239,7 +244,6 @@ async fn pipelined_requests_are_answered_in_order_and_close_is_honoured() {
         }])
     })
     .await;
-    let (_proxy, mut client) = client_to(origin.addr()).await;
     client
         .send(
             "GET /one HTTP/1.1\r\nHost: upgate.test\r\n\r\n\
@@ -268,13 +272,12 @@ async fn pipelined_requests_are_answered_in_order_and_close_is_honoured() {
 async fn a_pooled_connection_the_upstream_closed_is_replaced() {
     // Connection 0 answers one request, then closes without a word; every
     // other connection answers one request and closes after it.
-    let origin = origin(|conn, i, _| match (conn, i) {
+    let (origin, _proxy, mut client) = serving(|conn, i, _| match (conn, i) {
         (0, 0) => Act::Answer(vec![OK]),
         (0, _) => Act::Close,
         _ => Act::AnswerThenClose(OK),
     })
     .await;
-    let (_proxy, mut client) = client_to(origin.addr()).await;
     for _ in 0..2 {
         ask(&mut client, "GET", "/").await;
         let res = client.read_response().await;
@@ -293,12 +296,11 @@ async fn a_pooled_connection_the_upstream_closed_is_replaced() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_post_is_not_sent_twice() {
-    let origin = origin(|conn, i, _| match (conn, i) {
+    let (origin, _proxy, mut client) = serving(|conn, i, _| match (conn, i) {
         (0, 0) => Act::Answer(vec![OK]),
         _ => Act::Close,
     })
     .await;
-    let (_proxy, mut client) = client_to(origin.addr()).await;
     ask(&mut client, "GET", "/").await;
     assert_eq!(client.read_response().await.status(), 200);
     client
@@ -317,11 +319,10 @@ async fn a_post_is_not_sent_twice() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_leaves_a_quiet_streamed_body_frees_the_upstream_connection() {
-    let origin = origin(|_, _, _| {
+    let (origin, _proxy, mut client) = serving(|_, _, _| {
         Act::StartThenHang(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nevent\n\r\n")
     })
     .await;
-    let (_proxy, mut client) = client_to(origin.addr()).await;
     ask(&mut client, "GET", "/events").await;
     assert_eq!(client.read_head().await.status, 200);
     assert_eq!(client.read_chunk().await.as_deref(), Some(&b"event\n"[..]));
