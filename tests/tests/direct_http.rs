@@ -343,3 +343,30 @@ async fn a_response_timeout_too_long_for_the_clock_means_no_timeout() {
     ask(&mut client, "GET", "/").await;
     assert_eq!(client.read_response().await.text(), "ok\n");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_later_head_too_slow_gets_408_and_an_idle_connection_closes_quietly() {
+    let origin = origin(|_, _, _| Act::Answer(vec![OK])).await;
+    let mut text = proxy::config_text(&[route("/", origin.addr())]);
+    text.insert_str(0, "request_head_timeout = \"300ms\"\n");
+    let proxy = proxy::start_toml(&text).await;
+    // A head begun after a served request and never finished: 408.
+    let mut slow = RawConn::connect(proxy.addr()).await;
+    ask(&mut slow, "GET", "/").await;
+    assert_eq!(slow.read_response().await.text(), "ok\n");
+    slow.send("GET / HTTP/1.1\r\nHost: upg").await;
+    let rest = slow.closed_within(Duration::from_secs(3)).await;
+    assert!(
+        rest.starts_with(b"HTTP/1.1 408"),
+        "{}",
+        String::from_utf8_lossy(&rest)
+    );
+    // A keep-alive connection left idle: closed, nothing written.
+    let mut idle = RawConn::connect(proxy.addr()).await;
+    ask(&mut idle, "GET", "/").await;
+    assert_eq!(idle.read_response().await.text(), "ok\n");
+    let started = std::time::Instant::now();
+    let rest = idle.closed_within(Duration::from_secs(3)).await;
+    assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+    assert!(started.elapsed() >= Duration::from_millis(250));
+}
