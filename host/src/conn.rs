@@ -55,7 +55,8 @@ pub async fn serve<S>(
     // What hyper gets: the raw head of the request it reads first, and the
     // answer to it when that was an upgrade decided here but not switched.
     let (raw, answered) = loop {
-        let len = match tokio::time::timeout_at(deadline, read_head(&mut stream, &mut buf)).await {
+        let classified = read_head(&mut stream, &mut buf, |req| classify(req, &peer, &shared));
+        let (len, step) = match tokio::time::timeout_at(deadline, classified).await {
             Err(_) if first || !buf.is_empty() => {
                 tracing::info!(%client, timeout_ms = head_timeout.as_millis() as u64, "request head timeout: 408");
                 let _ = stream
@@ -67,9 +68,9 @@ pub async fn serve<S>(
             // An idle keep-alive connection: closed quietly.
             Err(_) | Ok(Read::Gone) => return,
             Ok(Read::Unparsable) => break (None, None),
-            Ok(Read::Head(len)) => len,
+            Ok(Read::Head(len, step)) => (len, step),
         };
-        match classify(&buf[..len], &peer, &shared) {
+        match step {
             Step::Upgrade(head, route) => {
                 match crate::upgrade::decide(route, peer.clone(), head, &shared.tunnels).await {
                     Decided::Switch(Switch { response, tunnel }) => {
@@ -174,8 +175,8 @@ enum Read {
     Gone,
     /// Not a parsable head (or cut short): hyper answers it.
     Unparsable,
-    /// A whole head: its length in the buffer.
-    Head(usize),
+    /// A whole head: its length in the buffer, and what serves it.
+    Head(usize, Step),
 }
 
 /// What serves a request.
@@ -191,13 +192,8 @@ enum Step {
     Hyper(Option<RequestHead>),
 }
 
-/// Picks what serves the request whose whole head is `head`.
-fn classify(head: &[u8], peer: &PeerInfo, shared: &Shared) -> Step {
-    let mut slots = [httparse::EMPTY_HEADER; wire::MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut slots);
-    if !matches!(req.parse(head), Ok(httparse::Status::Complete(_))) {
-        return Step::Hyper(None);
-    }
+/// Picks what serves the request whose whole head `req` is.
+fn classify(req: &httparse::Request, peer: &PeerInfo, shared: &Shared) -> Step {
     let owned = |req: &httparse::Request| RequestHead {
         method: req.method.unwrap_or_default().to_string(),
         target: req.path.unwrap_or_default().to_string(),
@@ -210,9 +206,9 @@ fn classify(head: &[u8], peer: &PeerInfo, shared: &Shared) -> Step {
             })
             .collect(),
     };
-    let upgrade = plain_upgrade(&req);
-    if !upgrade && !direct_head::qualifies(&req) {
-        return Step::Hyper(Some(owned(&req)));
+    let upgrade = plain_upgrade(req);
+    if !upgrade && !direct_head::qualifies(req) {
+        return Step::Hyper(Some(owned(req)));
     }
     let snapshot = shared.snapshot();
     let route = {
@@ -226,14 +222,14 @@ fn classify(head: &[u8], peer: &PeerInfo, shared: &Shared) -> Step {
         snapshot.router.find(host, path).cloned()
     };
     match route {
-        Some(route) if upgrade => Step::Upgrade(owned(&req), route),
+        Some(route) if upgrade => Step::Upgrade(owned(req), route),
         Some(route) if !route.upstreams.is_empty() => Step::Plain(
-            direct_head::plain_request(&req, peer.client_addr, peer.scheme),
+            direct_head::plain_request(req, peer.client_addr, peer.scheme),
             route,
             snapshot,
         ),
         // No route (hyper answers 404), or one without an upstream (502).
-        _ => Step::Hyper(Some(owned(&req))),
+        _ => Step::Hyper(Some(owned(req))),
     }
 }
 
@@ -265,14 +261,19 @@ fn plain_upgrade(req: &httparse::Request) -> bool {
 }
 
 /// Reads until `buf` holds one full request head (one may already be there:
-/// a client may send its next request before the answer to this one).
-async fn read_head<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut BytesMut) -> Read {
+/// a client may send its next request before the answer to this one), and
+/// hands it, parsed once, to `classify`.
+async fn read_head<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    classify: impl Fn(&httparse::Request) -> Step,
+) -> Read {
     loop {
         if !buf.is_empty() {
             let mut slots = [httparse::EMPTY_HEADER; wire::MAX_HEADERS];
             let mut req = httparse::Request::new(&mut slots);
             match req.parse(buf) {
-                Ok(httparse::Status::Complete(len)) => return Read::Head(len),
+                Ok(httparse::Status::Complete(len)) => return Read::Head(len, classify(&req)),
                 Ok(httparse::Status::Partial) if buf.len() < wire::MAX_HEAD => {}
                 _ => return Read::Unparsable,
             }

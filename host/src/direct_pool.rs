@@ -124,14 +124,6 @@ impl Pools {
         }
         pool.retain(|_, list| !list.is_empty());
     }
-
-    /// Idle connections `worker` holds to `upstream`.
-    pub fn idle(&self, worker: usize, upstream: &str) -> usize {
-        self.of(worker)
-            .pool
-            .lock()
-            .map_or(0, |p| p.get(upstream).map_or(0, Vec::len))
-    }
 }
 
 /// A worker's sweep: runs until the pools are gone (a config reload replaced them).

@@ -193,7 +193,7 @@ impl Reader {
                 return Poll::Ready(Ok(chunk));
             },
             Reader::Other(r, held) => {
-                let chunk = held.get_or_insert_with(|| {
+                let mut chunk = held.take().unwrap_or_else(|| {
                     let own = size.min(OTHER_READ_MAX);
                     let pooled = own == size;
                     let buf = if pooled {
@@ -208,15 +208,18 @@ impl Reader {
                     }
                 });
                 let mut read = ReadBuf::new(&mut chunk.buf);
-                ready!(Pin::new(r).poll_read(cx, &mut read))?;
+                let polled = Pin::new(r).poll_read(cx, &mut read);
                 let len = read.filled().len();
-                let mut chunk = held.take().unwrap_or_else(|| Chunk {
-                    buf: Vec::new(),
-                    len: 0,
-                    pooled: false,
-                });
-                chunk.len = len;
-                Poll::Ready(Ok(chunk))
+                if let Poll::Ready(Ok(())) = polled {
+                    chunk.len = len;
+                    return Poll::Ready(Ok(chunk));
+                }
+                // Pending (or failed): the buffer waits for the next poll.
+                *held = Some(chunk);
+                match polled {
+                    Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                    _ => Poll::Pending,
+                }
             }
         }
     }
