@@ -114,8 +114,15 @@ pub async fn run(
             }
             bytes[i] += first.len() as u64;
         }
+        // The side whose bytes the last turn forwarded: its activity is
+        // stamped with the next turn's clock reading (one reading per event).
+        let mut forwarded: Option<usize> = None;
         loop {
             let now = Instant::now();
+            if let Some(i) = forwarded.take() {
+                live.last_rx[i] = now;
+                last_activity = now;
+            }
             // Time-based decisions.
             if going_away.is_none() {
                 if now.duration_since(last_activity) >= limits.idle_timeout {
@@ -260,9 +267,7 @@ pub async fn run(
                     fin_deadline.get_or_insert(Instant::now() + FIN_TIMEOUT);
                 }
                 Ok(chunk) => {
-                    let now = Instant::now();
-                    live.last_rx[i] = now;
-                    last_activity = now;
+                    forwarded = Some(i);
                     bytes[i] += chunk.bytes().len() as u64;
                     if let Err(e) = forward(
                         &mut io,
