@@ -12,7 +12,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::chunk_scan::ChunkScan;
 use crate::direct_head::ClientHead;
-use crate::relay_body::Framing;
+use crate::framing::Framing;
 use crate::upstream::UpstreamStream;
 use crate::wire::MAX_HEAD;
 

@@ -6,8 +6,8 @@
 
 use std::net::SocketAddr;
 
+use crate::framing::{framing, last_coding, Framing};
 use crate::headers::{forwarded, forwarded_for, static_proto, HOP_BY_HOP};
-use crate::relay_body::Framing;
 
 /// What the direct path needs of a request, taken from its parsed head.
 #[derive(Debug)]
@@ -158,48 +158,6 @@ pub fn plain_request(req: &httparse::Request, client: SocketAddr, proto: &str) -
     }
 }
 
-/// The last transfer coding a response names, if any.
-fn last_coding<'a>(res: &'a httparse::Response) -> Option<&'a [u8]> {
-    res.headers
-        .iter()
-        .filter(|h| eq(h.name, "transfer-encoding"))
-        .flat_map(|h| h.value.split(|&b| b == b','))
-        .map(trim)
-        .rfind(|t| !t.is_empty())
-}
-
-/// The framing of a response's body (RFC 9112 §6.3), `te` its last transfer coding.
-fn framing(
-    res: &httparse::Response,
-    te: Option<&[u8]>,
-    head_method: bool,
-) -> Result<Framing, String> {
-    let status = res.code.unwrap_or(0);
-    if head_method || matches!(status, 100..=199 | 204 | 304) {
-        return Ok(Framing::Empty);
-    }
-    if let Some(last) = te {
-        return Ok(if last.eq_ignore_ascii_case(b"chunked") {
-            Framing::Chunked
-        } else {
-            Framing::Eof
-        });
-    }
-    let mut length = None;
-    for h in res.headers.iter().filter(|h| eq(h.name, "content-length")) {
-        let n = std::str::from_utf8(trim(h.value))
-            .ok()
-            .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|s| s.parse::<u64>().ok())
-            .ok_or("Content-Length is not a number")?;
-        if length.is_some_and(|l| l != n) {
-            return Err("two different Content-Length values".into());
-        }
-        length = Some(n);
-    }
-    Ok(length.map_or(Framing::Eof, Framing::Length))
-}
-
 /// The head the client gets for an upstream's final response `res` (not 1xx):
 /// hop-by-hop headers dropped except a `Transfer-Encoding` that names a coding
 /// (the body goes out framed as it came), `Content-Length` dropped beside such
@@ -212,8 +170,9 @@ pub fn client_head(
     client_close: bool,
 ) -> Result<ClientHead, String> {
     let status = res.code.unwrap_or(0);
-    let te = last_coding(res);
-    let framing = framing(res, te, head_method)?;
+    let fields = || res.headers.iter().map(|h| (h.name, h.value));
+    let te = last_coding(fields());
+    let framing = framing(status, head_method, te, fields())?;
     let named = connection_tokens(res.headers);
     let length = res.headers.iter().any(|h| eq(h.name, "content-length"));
     // Both a coding and a length: a smuggling signal (RFC 9112 §6.3); the

@@ -32,6 +32,7 @@ pub mod direct_head;
 pub mod direct_http;
 pub mod direct_pool;
 pub mod exchange;
+pub mod framing;
 pub mod headers;
 pub mod http_proxy;
 pub mod invariants;

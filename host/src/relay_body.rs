@@ -10,46 +10,10 @@ use std::io;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::body::ProxyBody;
-use crate::wire::{self, ResponseHead};
+use crate::framing::Framing;
 
 /// Longest chunk-size or trailer line accepted.
 const MAX_LINE: usize = 4096;
-
-/// How the body ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Framing {
-    /// No body (1xx, 204, 304, or a response to HEAD).
-    Empty,
-    /// Exactly this many bytes.
-    Length(u64),
-    /// Chunked transfer coding.
-    Chunked,
-    /// Until the upstream closes.
-    Eof,
-}
-
-/// The framing of `head`'s body, per RFC 9112 §6.3.
-pub fn framing(head: &ResponseHead, request_method: &str) -> Result<Framing, String> {
-    if request_method.eq_ignore_ascii_case("HEAD") || matches!(head.status, 100..=199 | 204 | 304) {
-        return Ok(Framing::Empty);
-    }
-    let te = wire::tokens(&head.headers, "transfer-encoding");
-    if let Some(last) = te.last() {
-        return Ok(if last == "chunked" {
-            Framing::Chunked
-        } else {
-            Framing::Eof
-        });
-    }
-    match wire::find(&head.headers, "content-length") {
-        Some(v) => std::str::from_utf8(v)
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .map(Framing::Length)
-            .ok_or_else(|| "bad Content-Length".to_string()),
-        None => Ok(Framing::Eof),
-    }
-}
 
 #[derive(Debug)]
 enum State {
@@ -257,47 +221,5 @@ mod tests {
             b"abcdef"
         );
         assert!(collect(b"de", b"abc", Framing::Length(10)).await.is_err());
-    }
-
-    #[test]
-    fn framing_rules() {
-        let head = |status, hs: &[(&str, &str)]| ResponseHead {
-            status,
-            reason: String::new(),
-            headers: hs
-                .iter()
-                .map(|(n, v)| wire::Header {
-                    name: n.to_string(),
-                    value: v.as_bytes().to_vec(),
-                })
-                .collect(),
-        };
-        assert_eq!(
-            framing(&head(204, &[("Content-Length", "5")]), "GET"),
-            Ok(Framing::Empty)
-        );
-        assert_eq!(
-            framing(&head(403, &[("Content-Length", "5")]), "HEAD"),
-            Ok(Framing::Empty)
-        );
-        assert_eq!(
-            framing(
-                &head(
-                    403,
-                    &[
-                        ("Transfer-Encoding", "gzip, chunked"),
-                        ("Content-Length", "5")
-                    ]
-                ),
-                "GET"
-            ),
-            Ok(Framing::Chunked)
-        );
-        assert_eq!(
-            framing(&head(403, &[("content-length", "5")]), "GET"),
-            Ok(Framing::Length(5))
-        );
-        assert_eq!(framing(&head(403, &[]), "GET"), Ok(Framing::Eof));
-        assert!(framing(&head(403, &[("Content-Length", "x")]), "GET").is_err());
     }
 }

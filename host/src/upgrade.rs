@@ -12,10 +12,11 @@ use tracing::{info, warn};
 use crate::body::{full, status_response, ProxyBody};
 use crate::config::FailurePolicy;
 use crate::exchange::Exchange;
+use crate::framing::{framing, last_coding, Framing};
 use crate::headers::{websocket_accept, HOP_BY_HOP};
 use crate::invariants::check_switch;
 use crate::plugin::{CallFailure, Decision, LoadedPlugin, PeerInfo, PluginRuntime};
-use crate::relay_body::{framing, relay_body, Framing};
+use crate::relay_body::relay_body;
 use crate::router::Route;
 use crate::splice::Mode;
 use crate::switch::{Switch, Tunnel};
@@ -258,7 +259,15 @@ fn respond(log: &Log, head: ResponseHead, body: Vec<u8>) -> Response<ProxyBody> 
 }
 
 fn relay(log: &Log, ex: Exchange, outcome: &str) -> Response<ProxyBody> {
-    let framing = match framing(&ex.response, &ex.request.method) {
+    let fields = || {
+        ex.response
+            .headers
+            .iter()
+            .map(|h| (h.name.as_str(), h.value.as_slice()))
+    };
+    let head_method = ex.request.method.eq_ignore_ascii_case("HEAD");
+    let te = last_coding(fields());
+    let framing = match framing(ex.response.status, head_method, te, fields()) {
         Ok(f) => f,
         Err(e) => {
             log.line("bad-response", Some(&ex), 502, &e);

@@ -1,7 +1,8 @@
-//! When things go wrong: an upstream that is down (502) or too slow (504), on
-//! the plain and the upgrade path; tunnels closed by the idle timeout (and kept
-//! while busy); plugins that trap, loop, hoard memory or recurse answer 502
-//! while other routes' clients and tunnels go on untouched (invariant 7).
+//! When things go wrong: an upstream that is down (502), too slow (504) or
+//! framing its body two ways (502), on the plain and the upgrade path; tunnels
+//! closed by the idle timeout (and kept while busy); plugins that trap, loop,
+//! hoard memory or recurse answer 502 while other routes' clients and tunnels
+//! go on untouched (invariant 7).
 
 // Test code: a failed unwrap is a failed test, with its location.
 #![allow(clippy::unwrap_used)]
@@ -32,6 +33,27 @@ async fn an_upstream_that_is_down_is_502_plain_and_upgrade() {
     let (upgrade, _) = answer(proxy.addr(), &raw::upgrade_request("/", "")).await;
     assert_eq!(upgrade.status(), 502, "{}", upgrade.text());
     assert!(upgrade.text().contains("connect"), "{}", upgrade.text());
+}
+
+/// One rule for where a response body ends, on both paths that read one
+/// (src/framing.rs): two different lengths could be read two ways downstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_different_content_lengths_are_502_plain_and_upgrade() {
+    let origin =
+        origin::scripted("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!")
+            .await;
+    let proxy = proxy::start([route("/", origin.addr())]).await;
+    let (plain, _) = answer(proxy.addr(), PLAIN_GET).await;
+    let (upgrade, _) = answer(proxy.addr(), &raw::upgrade_request("/", "")).await;
+    for (what, res) in [("plain", plain), ("upgrade", upgrade)] {
+        assert_eq!(res.status(), 502, "{what}: {}", res.text());
+        assert!(
+            res.text().contains("two different Content-Length"),
+            "{what}: {}",
+            res.text()
+        );
+    }
+    assert_eq!(origin.connections(), 2, "both requests reached the origin");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
