@@ -16,15 +16,36 @@ pub enum Framing {
     Eof,
 }
 
-/// The last transfer coding the `Transfer-Encoding` fields name, if any.
-/// `fields` are a head's header fields as (name, value).
-pub fn last_coding<'a>(fields: impl Iterator<Item = (&'a str, &'a [u8])>) -> Option<&'a [u8]> {
+/// The transfer codings the `Transfer-Encoding` fields name, in the order
+/// they were applied. `fields` are a head's header fields as (name, value).
+fn codings<'a>(
+    fields: impl Iterator<Item = (&'a str, &'a [u8])>,
+) -> impl Iterator<Item = &'a [u8]> {
     fields
         .filter(|(name, _)| name.eq_ignore_ascii_case("transfer-encoding"))
         .flat_map(|(_, value)| value.split(|&b| b == b','))
         .map(<[u8]>::trim_ascii)
         .filter(|t| !t.is_empty())
+}
+
+/// The last transfer coding the `Transfer-Encoding` fields name, if any.
+pub fn last_coding<'a>(fields: impl Iterator<Item = (&'a str, &'a [u8])>) -> Option<&'a [u8]> {
+    codings(fields).last()
+}
+
+/// The codings a body still carries once a final `chunked` is decoded
+/// (`gzip, chunked` → `gzip`), as a `Transfer-Encoding` value; empty if none.
+/// A proxy that decodes the chunks and frames the body anew must still say
+/// these, or the client takes coded bytes for the content.
+pub fn codings_under_chunked<'a>(fields: impl Iterator<Item = (&'a str, &'a [u8])>) -> Vec<u8> {
+    let mut all: Vec<&[u8]> = codings(fields).collect();
+    if all
         .last()
+        .is_some_and(|c| c.eq_ignore_ascii_case(b"chunked"))
+    {
+        all.pop();
+    }
+    all.join(&b", "[..])
 }
 
 /// The framing of a response with `status` to a request (`head_method`: a
@@ -101,14 +122,28 @@ mod tests {
             ("transfer-encoding", "gzip,"),
         ];
         assert_eq!(of(200, false, &split), Ok(Framing::Eof));
-        assert_eq!(
-            of(200, false, &[("Transfer-Encoding", " , ")]),
-            Ok(Framing::Eof)
-        );
-        assert_eq!(
-            last_coding([("Transfer-Encoding", &b" , "[..])].into_iter()),
-            None
-        );
+        // An empty list names no coding: the length frames the body.
+        let empty = [("Transfer-Encoding", " , "), ("Content-Length", "5")];
+        assert_eq!(of(200, false, &empty), Ok(Framing::Length(5)));
+        // Beside a coding the length is not looked at, even when it is bad.
+        let bad_length = [("Transfer-Encoding", "chunked"), ("Content-Length", "x")];
+        assert_eq!(of(200, false, &bad_length), Ok(Framing::Chunked));
+    }
+
+    #[test]
+    fn codings_left_once_the_chunks_are_decoded() {
+        let left = |fields: &[(&str, &str)]| {
+            codings_under_chunked(fields.iter().map(|(n, v)| (*n, v.as_bytes())))
+        };
+        assert_eq!(left(&[("Transfer-Encoding", "gzip, chunked")]), b"gzip");
+        let two_fields = [
+            ("Transfer-Encoding", "gzip"),
+            ("transfer-encoding", "br, CHUNKED"),
+        ];
+        assert_eq!(left(&two_fields), b"gzip, br");
+        assert_eq!(left(&[("Transfer-Encoding", "gzip")]), b"gzip");
+        assert_eq!(left(&[("Transfer-Encoding", "chunked")]), b"");
+        assert_eq!(left(&[("Content-Length", "5")]), b"");
     }
 
     #[test]

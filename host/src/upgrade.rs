@@ -12,7 +12,7 @@ use tracing::{info, warn};
 use crate::body::{full, status_response, ProxyBody};
 use crate::config::FailurePolicy;
 use crate::exchange::Exchange;
-use crate::framing::{framing, last_coding, Framing};
+use crate::framing::{codings_under_chunked, framing, last_coding, Framing};
 use crate::headers::{websocket_accept, HOP_BY_HOP};
 use crate::invariants::check_switch;
 use crate::plugin::{CallFailure, Decision, LoadedPlugin, PeerInfo, PluginRuntime};
@@ -267,6 +267,10 @@ fn relay(log: &Log, ex: Exchange, outcome: &str) -> Response<ProxyBody> {
     };
     let head_method = ex.request.method.eq_ignore_ascii_case("HEAD");
     let te = last_coding(fields());
+    // The body is relayed with its chunks decoded and framed anew by hyper,
+    // which adds `chunked` to a `Transfer-Encoding` it is given: the codings
+    // under the chunks must be given, or coded bytes pass for the content.
+    let codings = codings_under_chunked(fields());
     let framing = match framing(ex.response.status, head_method, te, fields()) {
         Ok(f) => f,
         Err(e) => {
@@ -295,6 +299,14 @@ fn relay(log: &Log, ex: Exchange, outcome: &str) -> Response<ProxyBody> {
         response.headers,
         framing != Framing::Length(0) && !matches!(framing, Framing::Length(_)),
     );
+    if !codings.is_empty() {
+        match HeaderValue::from_bytes(&codings) {
+            Ok(v) => {
+                res.headers_mut().insert(http::header::TRANSFER_ENCODING, v);
+            }
+            Err(_) => warn!("dropped an invalid Transfer-Encoding"),
+        }
+    }
     res
 }
 

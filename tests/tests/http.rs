@@ -1,6 +1,7 @@
 //! Plain HTTP through upgate (no upgrade, so no plugin): GET, POST bodies that
 //! stream both ways, keep-alive on both sides, forwarding headers, and
-//! hop-by-hop headers dropped in each direction (RFC 9110 §7.6.1).
+//! hop-by-hop headers dropped in each direction (RFC 9110 §7.6.1), and a
+//! transfer coding under the chunks kept on both paths that relay an answer.
 
 // Test code: a failed unwrap is a failed test, with its location.
 #![allow(clippy::unwrap_used)]
@@ -199,4 +200,41 @@ async fn hop_by_hop_headers_are_dropped_from_upgrades() {
     );
     assert!(head.contains("\r\nConnection: Upgrade\r\n"), "{head}");
     assert!(head.contains("\r\nUpgrade: websocket\r\n"), "{head}");
+}
+
+/// A transfer coding under the chunks (`gzip, chunked`) reaches the client on
+/// both paths that relay an upstream's answer: the plain path forwards the
+/// chunks as they came, a plugin's `relay` decodes them and hyper frames the
+/// body anew, so the coding must be announced again (src/framing.rs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_coding_under_the_chunks_reaches_the_client() {
+    let origin = origin::scripted(
+        "HTTP/1.1 403 Forbidden\r\nTransfer-Encoding: gzip, chunked\r\n\r\n\
+         5\r\ncoded\r\n0\r\n\r\n",
+    )
+    .await;
+    let proxy = proxy::start([route("/", origin.addr())]).await;
+    for (what, request) in [
+        (
+            "plain",
+            "GET / HTTP/1.1\r\nHost: upgate.test\r\n\r\n".to_string(),
+        ),
+        ("upgrade relay", raw::upgrade_request("/", "")),
+    ] {
+        let mut client = RawConn::connect(proxy.addr()).await;
+        client.send(request).await;
+        let res = client.read_response().await;
+        assert_eq!(
+            (res.status(), res.text().as_str()),
+            (403, "coded"),
+            "{what}"
+        );
+        let te = res.head.header("transfer-encoding").unwrap_or("");
+        assert_eq!(
+            te.to_ascii_lowercase(),
+            "gzip, chunked",
+            "{what}: {:?}",
+            res.head
+        );
+    }
 }
