@@ -124,6 +124,13 @@ pub async fn send(
     timeout: Duration,
 ) -> Result<Exchange, ExchangeError> {
     let bytes = wire::write_request(&request).map_err(ExchangeError::InvalidRequest)?;
+    // Let the other upgrades of this scheduler turn reach their connect too,
+    // so that the connects come one after the other. On loopback a connect
+    // wakes the upstream's accepting thread from inside the call, and waking
+    // a thread that has gone back to sleep costs several times more than one
+    // still running: connects one plugin call apart (instantiation, guest
+    // code) found it asleep every time. One turn's delay; docs/performance.md.
+    tokio::task::yield_now().await;
     let (stream, addr) = upstream::connect(up).await?;
     let mut stream = ExchangeStream::Net(stream);
     let bad = |reason: String| ExchangeError::BadResponse {
