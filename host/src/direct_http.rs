@@ -25,7 +25,7 @@ use crate::config::UpstreamConfig;
 use crate::direct_body::{relay, Ends};
 use crate::direct_head::{client_head, ClientHead, PlainRequest};
 use crate::direct_pool::Pools;
-use crate::upstream::{self, ConnectError, UpstreamStream};
+use crate::upstream::{self, UpstreamStream};
 use crate::wire::{MAX_HEAD, MAX_HEADERS};
 
 /// What becomes of the client connection after a request.
@@ -169,11 +169,7 @@ async fn connect(up: &UpstreamConfig) -> Result<UpstreamStream, (StatusCode, Str
         Ok((stream, _)) => Ok(stream),
         Err(e) => {
             warn!(upstream = %up.name, error = %e, "upstream connect failed");
-            let status = match e {
-                ConnectError::TimedOut { .. } => StatusCode::GATEWAY_TIMEOUT,
-                ConnectError::AllFailed { .. } => StatusCode::BAD_GATEWAY,
-            };
-            Err((status, format!("upstream `{}` is unreachable", up.name)))
+            Err(e.answer())
         }
     }
 }

@@ -20,11 +20,12 @@ use tokio::time::Instant;
 
 use crate::upstream::UpstreamStream;
 
-/// Idle connections kept per upstream, over all workers.
+/// Idle connections kept per upstream, over all workers (the hyper path's
+/// shared pool keeps as many).
 pub const IDLE_PER_UPSTREAM: usize = 64;
 /// Idle connections each worker may keep per upstream, however many workers.
 pub const MIN_PER_WORKER: usize = 4;
-/// How long an idle connection is kept.
+/// How long an idle connection is kept (on the hyper path's pool too).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often a worker's sweep looks for connections idle too long.
 const SWEEP_EVERY: Duration = Duration::from_secs(10);

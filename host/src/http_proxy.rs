@@ -13,19 +13,13 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use crate::body::{status_response, ProxyBody};
 use crate::config::UpstreamConfig;
-use crate::direct_pool::Pools;
+use crate::direct_pool::{Pools, IDLE_PER_UPSTREAM, IDLE_TIMEOUT};
 use crate::headers::{add_forwarding, remove_hop_by_hop};
 use crate::router::Route;
 use crate::upstream::{self, ConnectError, UpstreamStream};
-
-/// Idle upstream connections kept per upstream.
-const POOL_IDLE_PER_UPSTREAM: usize = 64;
-/// How long an idle pooled connection is kept.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A pooled HTTP client whose "hosts" are upstream names, and the per-worker
 /// pools of the direct path ([`crate::direct_http`]).
@@ -116,8 +110,8 @@ impl HttpProxy {
             upstreams: Arc::new(upstreams),
         };
         let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .pool_max_idle_per_host(POOL_IDLE_PER_UPSTREAM)
+            .pool_idle_timeout(IDLE_TIMEOUT)
+            .pool_max_idle_per_host(IDLE_PER_UPSTREAM)
             .set_host(false)
             .build(connector);
         HttpProxy {
@@ -200,12 +194,9 @@ fn upstream_error(name: &str, e: hyper_util::client::legacy::Error) -> Response<
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
     while let Some(err) = source {
         if let Some(ConnectorError::Connect(c)) = err.downcast_ref::<ConnectorError>() {
-            let status = match c {
-                ConnectError::TimedOut { .. } => StatusCode::GATEWAY_TIMEOUT,
-                ConnectError::AllFailed { .. } => StatusCode::BAD_GATEWAY,
-            };
             tracing::warn!(upstream = name, error = %c, "upstream connect failed");
-            return status_response(status, &format!("upstream `{name}` is unreachable"));
+            let (status, why) = c.answer();
+            return status_response(status, &why);
         }
         source = err.source();
     }

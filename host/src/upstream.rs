@@ -34,6 +34,21 @@ pub enum ConnectError {
     },
 }
 
+impl ConnectError {
+    /// What a plain request's client is answered: 504 when an address timed
+    /// out, else 502, with a reason naming the upstream (the same on the
+    /// hyper path and the direct one).
+    pub fn answer(&self) -> (http::StatusCode, String) {
+        let (status, upstream) = match self {
+            ConnectError::TimedOut { upstream, .. } => {
+                (http::StatusCode::GATEWAY_TIMEOUT, upstream)
+            }
+            ConnectError::AllFailed { upstream, .. } => (http::StatusCode::BAD_GATEWAY, upstream),
+        };
+        (status, format!("upstream `{upstream}` is unreachable"))
+    }
+}
+
 /// A connection to an upstream: plain TCP, or TLS over it.
 #[derive(Debug)]
 pub enum UpstreamStream {
