@@ -91,11 +91,11 @@ pub async fn run(
     // One wait for the go-away signal for the tunnel's life, not a new one per
     // read (each registered and unregistered a waiter under a lock). Polled only
     // until it completes: `going_away` is set then.
-    let signals = ticket.signals();
+    let mut signals = ticket.signals();
     let go_away = ticket.going_away();
     tokio::pin!(go_away);
-    // The signal's count when its future last returned pending.
-    let mut signal_seen = u64::MAX;
+    // Its first poll registers it (and finds a signal sent before the tunnel).
+    let mut first_look = true;
     let mut turn: u32 = 0;
 
     let closed_by = 'tunnel: {
@@ -205,18 +205,18 @@ pub async fn run(
             turn = turn.wrapping_add(1);
             let eof = [dirs[0].eof, dirs[1].eof];
             let watching = going_away.is_none();
-            // Every source is polled before the loop waits (a timer that
-            // fired, or a signal that woke the task, gave up the task's waker:
-            // skipping them after a read lost wake-ups).
+            // Every source that may have spent the task's wake-up is polled
+            // before the loop waits (a timer that fired gave up the waker:
+            // skipping it after a read lost wake-ups). The go-away signal is
+            // polled exactly when it changed, which is known without its lock.
             let event = std::future::poll_fn(|cx| {
-                let signal = signals.count();
                 // A change of the signal first: rare, and a tunnel whose
                 // sockets are always readable must still hear it.
-                if watching && signal != signal_seen {
-                    if go_away.as_mut().poll(cx).is_ready() {
-                        return Poll::Ready(Event::GoAway);
-                    }
-                    signal_seen = signal;
+                if watching
+                    && (std::mem::take(&mut first_look) || signals.changed())
+                    && go_away.as_mut().poll(cx).is_ready()
+                {
+                    return Poll::Ready(Event::GoAway);
                 }
                 // The two sides take turns at being looked at first.
                 for k in [turn & 1, !turn & 1] {
@@ -226,9 +226,6 @@ pub async fn run(
                             return Poll::Ready(Event::Read(i, read));
                         }
                     }
-                }
-                if watching && go_away.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(Event::GoAway);
                 }
                 match timer.as_mut().poll(cx) {
                     Poll::Ready(()) => Poll::Ready(Event::Timer),

@@ -3,7 +3,7 @@
 //! A tunnel holds a [`Ticket`] for as long as it is open.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
@@ -21,8 +21,6 @@ pub struct Tunnels {
     open: AtomicUsize,
     closed: Notify,
     go_away: watch::Sender<GoAway>,
-    /// Counts changes sent on `go_away`, each counted before it is sent.
-    signals: AtomicU64,
 }
 
 /// One open tunnel's place in [`Tunnels`]; dropping it counts the tunnel closed.
@@ -40,7 +38,6 @@ impl Tunnels {
             open: AtomicUsize::new(0),
             closed: Notify::new(),
             go_away: watch::Sender::new(GoAway::default()),
-            signals: AtomicU64::new(0),
         })
     }
 
@@ -61,13 +58,11 @@ impl Tunnels {
 
     /// Tells every tunnel to go away.
     pub fn go_away_all(&self) {
-        self.signals.fetch_add(1, Ordering::SeqCst);
         self.go_away.send_modify(|g| g.all = true);
     }
 
     /// Tells the tunnels of `route` to go away.
     pub fn go_away_route(&self, route: &str) {
-        self.signals.fetch_add(1, Ordering::SeqCst);
         self.go_away.send_modify(|g| {
             g.routes.insert(route.to_string());
         });
@@ -75,7 +70,6 @@ impl Tunnels {
 
     /// New tunnels of `route` are welcome again (a reload brought it back).
     pub fn welcome_route(&self, route: &str) {
-        self.signals.fetch_add(1, Ordering::SeqCst);
         self.go_away.send_if_modified(|g| g.routes.remove(route));
     }
 
@@ -94,24 +88,30 @@ impl Tunnels {
     }
 }
 
-/// How many changes the go-away signal has had: read without a lock, so a
-/// busy tunnel can tell whether its [`Ticket::going_away`] must be looked at
-/// (each change wakes that future once; a wake-up spent on a socket is not
-/// repeated).
-#[derive(Debug, Clone)]
-pub struct Signals(Arc<Tunnels>);
+/// Whether the go-away signal changed: read without a lock (the channel's
+/// version, which a send moves before it wakes anyone), so a busy tunnel can
+/// tell whether its [`Ticket::going_away`] must be looked at (each change
+/// wakes that future once; a wake-up spent on a socket is not repeated).
+#[derive(Debug)]
+pub struct Signals(watch::Receiver<GoAway>);
 
 impl Signals {
-    /// Changes so far.
-    pub fn count(&self) -> u64 {
-        self.0.signals.load(Ordering::SeqCst)
+    /// True once per change since the last call that returned true (marked
+    /// seen before the caller looks, so a change right after is not missed).
+    pub fn changed(&mut self) -> bool {
+        if self.0.has_changed().unwrap_or(false) {
+            self.0.mark_unchanged();
+            true
+        } else {
+            false
+        }
     }
 }
 
 impl Ticket {
-    /// The counter of go-away changes this ticket hears.
+    /// The changes of the go-away signal this ticket hears.
     pub fn signals(&self) -> Signals {
-        Signals(self.tunnels.clone())
+        Signals(self.rx.clone())
     }
 
     /// Completes when this tunnel is told to go away.
@@ -165,5 +165,25 @@ mod tests {
         assert!(!tunnels.wait_closed(Duration::from_millis(20)).await);
         drop(b);
         assert!(tunnels.wait_closed(Duration::from_millis(20)).await);
+    }
+
+    #[test]
+    fn signals_report_each_change_once() {
+        let tunnels = Tunnels::new();
+        let ticket = tunnels.open("a");
+        let mut signals = ticket.signals();
+        assert!(!signals.changed());
+        tunnels.go_away_route("b");
+        assert!(signals.changed());
+        assert!(!signals.changed());
+        tunnels.welcome_route("c");
+        assert!(
+            !signals.changed(),
+            "a welcome that changes nothing is no change"
+        );
+        tunnels.welcome_route("b");
+        tunnels.go_away_all();
+        assert!(signals.changed());
+        assert!(!signals.changed());
     }
 }
