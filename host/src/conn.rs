@@ -22,7 +22,7 @@ use tokio::time::Instant;
 
 use crate::body::{status_response, ProxyBody};
 use crate::direct_head::{self, PlainRequest};
-use crate::direct_http::{self, deadline_after, After, Target};
+use crate::direct_http::{self, After, Target};
 use crate::headers::is_upgrade_request;
 use crate::plugin::PeerInfo;
 use crate::rewind::Rewind;
@@ -48,9 +48,7 @@ pub async fn serve<S>(
     let client = peer.client_addr;
     let head_timeout = shared.snapshot().config.request_head_timeout;
     let mut buf = BytesMut::with_capacity(4096);
-    let mut deadline = accepted
-        .checked_add(head_timeout)
-        .unwrap_or_else(|| deadline_after(head_timeout));
+    let mut deadline = accepted + head_timeout;
     let mut first = true;
     // What hyper gets: the raw head of the request it reads first, and the
     // answer to it when that was an upgrade decided here but not switched.
@@ -112,7 +110,7 @@ pub async fn serve<S>(
                     After::Abort => return reset(stream),
                 }
                 first = false;
-                deadline = deadline_after(head_timeout);
+                deadline = Instant::now() + head_timeout;
             }
             Step::Hyper(head) => break (head, None),
         }

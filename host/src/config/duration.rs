@@ -2,7 +2,14 @@
 
 use std::time::Duration;
 
-/// Parses a duration written as an integer followed by a unit (`ms`, `s`, `m`, `h`, `d`).
+/// The longest duration a setting holds; longer ones are read as this. A
+/// hundred years is as good as never, and a clock reading plus it still fits
+/// the clock, so no deadline made from a setting can overflow (`Instant +
+/// Duration` panics when it does).
+pub const LONGEST: Duration = Duration::from_secs(100 * 365 * 86_400);
+
+/// Parses a duration written as an integer followed by a unit (`ms`, `s`, `m`,
+/// `h`, `d`); at most [`LONGEST`].
 pub fn parse(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
@@ -13,7 +20,7 @@ pub fn parse(text: &str) -> Result<Duration, String> {
         .parse()
         .map_err(|_| format!("`{text}` does not start with a whole number"))?;
     let secs = match unit.trim() {
-        "ms" => return Ok(Duration::from_millis(n)),
+        "ms" => return Ok(Duration::from_millis(n).min(LONGEST)),
         "s" => 1,
         "m" => 60,
         "h" => 3600,
@@ -25,7 +32,7 @@ pub fn parse(text: &str) -> Result<Duration, String> {
         }
     };
     n.checked_mul(secs)
-        .map(Duration::from_secs)
+        .map(|secs| Duration::from_secs(secs).min(LONGEST))
         .ok_or_else(|| format!("`{text}` is too long"))
 }
 
@@ -74,6 +81,16 @@ mod tests {
         assert!(parse("5 years")
             .unwrap_err()
             .contains("not a duration unit"));
+    }
+
+    #[test]
+    fn caps_at_a_hundred_years() {
+        assert_eq!(parse("36500d"), Ok(LONGEST));
+        assert_eq!(parse("10000000000000000000s"), Ok(LONGEST));
+        assert_eq!(parse("18446744073709551615ms"), Ok(LONGEST));
+        assert_eq!(parse("36499d"), Ok(Duration::from_secs(36_499 * 86_400)));
+        // Any clock reading plus the longest still fits the clock.
+        let _ = std::time::Instant::now() + LONGEST;
     }
 
     #[test]
