@@ -1,7 +1,7 @@
 //! One client connection, plain TCP or TLS terminated by the listener. Each
 //! request head is read off the wire first (so a plugin sees header names as
-//! the client spelled them; a client too slow to send its first head gets
-//! 408). A plain upgrade request (GET, HTTP/1.1, no body) that a route takes
+//! the client spelled them; a client too slow to send its first head, or one
+//! it began, gets 408). A plain upgrade request (GET, HTTP/1.1, no body) that a route takes
 //! is decided right away: a switch writes the 101 and starts the tunnel
 //! without hyper ever seeing the connection. A bodyless plain request is
 //! served by [`crate::direct_http`], and the connection goes on to its next
@@ -190,7 +190,7 @@ enum Step {
     /// A bodyless plain request a route with an upstream takes: served
     /// directly, with the upstream's pools from the route's snapshot.
     Plain(PlainRequest, Arc<Route>, Arc<Snapshot>),
-    /// Anything else: hyper, with the raw head when it parsed.
+    /// Anything else: hyper, with the raw head when it may be an upgrade.
     Hyper(Option<RequestHead>),
 }
 
@@ -208,9 +208,17 @@ fn classify(req: &httparse::Request, peer: &PeerInfo, shared: &Shared) -> Step {
             })
             .collect(),
     };
+    // What hyper gets: the head as spelled, for the upgrade path alone
+    // (`dispatch` reads it only for an upgrade request, which has `Upgrade`).
+    let for_hyper = |req: &httparse::Request| {
+        req.headers
+            .iter()
+            .any(|h| h.name.eq_ignore_ascii_case("upgrade"))
+            .then(|| owned(req))
+    };
     let upgrade = plain_upgrade(req);
     if !upgrade && !direct_head::qualifies(req) {
-        return Step::Hyper(Some(owned(req)));
+        return Step::Hyper(for_hyper(req));
     }
     let snapshot = shared.snapshot();
     let route = {
@@ -231,7 +239,7 @@ fn classify(req: &httparse::Request, peer: &PeerInfo, shared: &Shared) -> Step {
             snapshot,
         ),
         // No route (hyper answers 404), or one without an upstream (502).
-        _ => Step::Hyper(Some(owned(req))),
+        _ => Step::Hyper(for_hyper(req)),
     }
 }
 
@@ -289,7 +297,8 @@ async fn read_head<S: AsyncRead + Unpin>(
     }
 }
 
-/// The request head as hyper parsed it (names lower case), for requests after the first.
+/// The request head as hyper parsed it (names lower case), for the requests
+/// after the one read here.
 fn head_from_hyper(req: &Request<Incoming>) -> RequestHead {
     RequestHead {
         method: req.method().as_str().to_string(),

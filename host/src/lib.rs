@@ -16,7 +16,7 @@
 //! - [`invariants`]: what must hold before a 101 becomes a tunnel.
 //! - [`splice`]: the tunnel loop (WebSocket frames followed for keepalive and drain, [`ws_frame`]).
 //! - [`tunnel`], [`tunnel_io`], [`tunnels`]: a tunnel's limits and report, its ends, the open set.
-//! - [`relay_body`]: a relayed upstream answer's body.
+//! - [`relay_body`]: a relayed upstream answer's body; [`framing`]: where an upstream answer's body ends, for it and [`direct_http`].
 //! - [`reload`]: hot reload of plugin files and of the config (file change, SIGHUP).
 //! - [`router`], [`headers`], [`body`], [`rewind`]: routing and small shared pieces.
 //! - [`workers`]: worker threads, one event loop each, and their listening sockets.
