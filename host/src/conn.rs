@@ -73,10 +73,6 @@ pub async fn serve<S>(
                 match crate::upgrade::decide(route, peer.clone(), head, &shared.tunnels).await {
                     Decided::Switch(Switch { response, tunnel }) => {
                         let head = switch::head_bytes(&response);
-                        // The 101s of one scheduler turn go out together, as
-                        // the upstream connects do (crate::exchange::send):
-                        // the client is woken once, not once per plugin call.
-                        tokio::task::yield_now().await;
                         // A TLS stream may hold the write until flushed.
                         if stream.write_all(&head).await.is_err() || stream.flush().await.is_err() {
                             return;

@@ -163,6 +163,10 @@ pub async fn decide(
                 route: route_name,
                 client: peer.client_addr,
             };
+            // The 101s of one scheduler turn go out together, as the
+            // upstream connects do (crate::exchange::send): the client is
+            // woken once, not once per plugin call.
+            tokio::task::yield_now().await;
             return Decided::Switch(Switch { response, tunnel });
         }
     };
