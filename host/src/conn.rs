@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use crate::body::{status_response, ProxyBody};
 use crate::direct_head::{self, PlainRequest};
 use crate::direct_http::{self, After, Target};
-use crate::headers::is_upgrade_request;
+use crate::headers::{field_tokens, is_upgrade_request};
 use crate::plugin::PeerInfo;
 use crate::rewind::Rewind;
 use crate::router::Route;
@@ -261,9 +261,8 @@ fn plain_upgrade(req: &httparse::Request) -> bool {
         && lengths.len() <= 1
         && lengths.iter().all(|v| v.trim_ascii() == b"0")
         && named("upgrade").count() > 0
-        && named("connection")
-            .flat_map(|h| h.value.split(|&b| b == b','))
-            .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"upgrade"))
+        && field_tokens(req.headers.iter().map(|h| (h.name, h.value)), "connection")
+            .any(|t| t.eq_ignore_ascii_case(b"upgrade"))
 }
 
 /// Reads until `buf` holds one full request head (one may already be there:

@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 
 use crate::framing::{framing, last_coding, Framing};
-use crate::headers::{forwarded, forwarded_for, static_proto, HOP_BY_HOP};
+use crate::headers::{field_tokens, forwarded, forwarded_for, is_hop_by_hop, static_proto};
 
 /// What the direct path needs of a request, taken from its parsed head.
 #[derive(Debug)]
@@ -76,21 +76,7 @@ pub fn qualifies(req: &httparse::Request) -> bool {
 
 /// The tokens of every `Connection` header, trimmed.
 fn connection_tokens<'a>(headers: &'a [httparse::Header<'a>]) -> Vec<&'a [u8]> {
-    headers
-        .iter()
-        .filter(|h| eq(h.name, "connection"))
-        .flat_map(|h| h.value.split(|&b| b == b','))
-        .map(trim)
-        .filter(|t| !t.is_empty())
-        .collect()
-}
-
-/// A hop-by-hop header: on the fixed list or named by `Connection`.
-fn hop_by_hop(name: &str, named: &[&[u8]]) -> bool {
-    HOP_BY_HOP.iter().any(|h| eq(name, h))
-        || named
-            .iter()
-            .any(|t| t.eq_ignore_ascii_case(name.as_bytes()))
+    field_tokens(headers.iter().map(|h| (h.name, h.value)), "connection").collect()
 }
 
 fn push_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
@@ -118,7 +104,7 @@ pub fn plain_request(req: &httparse::Request, client: SocketAddr, proto: &str) -
     let mut prev_for = None;
     let mut host = None;
     for h in req.headers.iter() {
-        if hop_by_hop(h.name, &named) || eq(h.name, "x-forwarded-proto") {
+        if is_hop_by_hop(h.name, &named) || eq(h.name, "x-forwarded-proto") {
             continue;
         }
         if eq(h.name, "x-forwarded-for") {
@@ -209,7 +195,7 @@ pub fn client_head(
         } else if eq(h.name, "content-length") {
             !coded
         } else {
-            !hop_by_hop(h.name, &named)
+            !is_hop_by_hop(h.name, &named)
         };
         if keep {
             push_header(&mut out, h.name, h.value);

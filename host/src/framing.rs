@@ -3,6 +3,8 @@
 //! relays ([`crate::relay_body`]) and a plain request served without hyper
 //! ([`crate::direct_head`]), so the two cannot disagree on where a body ends.
 
+use crate::headers::field_tokens;
+
 /// How the body ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Framing {
@@ -16,21 +18,10 @@ pub enum Framing {
     Eof,
 }
 
-/// The transfer codings the `Transfer-Encoding` fields name, in the order
-/// they were applied. `fields` are a head's header fields as (name, value).
-fn codings<'a>(
-    fields: impl Iterator<Item = (&'a str, &'a [u8])>,
-) -> impl Iterator<Item = &'a [u8]> {
-    fields
-        .filter(|(name, _)| name.eq_ignore_ascii_case("transfer-encoding"))
-        .flat_map(|(_, value)| value.split(|&b| b == b','))
-        .map(<[u8]>::trim_ascii)
-        .filter(|t| !t.is_empty())
-}
-
 /// The last transfer coding the `Transfer-Encoding` fields name, if any.
+/// `fields` are a head's header fields as (name, value).
 pub fn last_coding<'a>(fields: impl Iterator<Item = (&'a str, &'a [u8])>) -> Option<&'a [u8]> {
-    codings(fields).last()
+    field_tokens(fields, "transfer-encoding").last()
 }
 
 /// The codings a body still carries once a final `chunked` is decoded
@@ -38,7 +29,7 @@ pub fn last_coding<'a>(fields: impl Iterator<Item = (&'a str, &'a [u8])>) -> Opt
 /// A proxy that decodes the chunks and frames the body anew must still say
 /// these, or the client takes coded bytes for the content.
 pub fn codings_under_chunked<'a>(fields: impl Iterator<Item = (&'a str, &'a [u8])>) -> Vec<u8> {
-    let mut all: Vec<&[u8]> = codings(fields).collect();
+    let mut all: Vec<&[u8]> = field_tokens(fields, "transfer-encoding").collect();
     if all
         .last()
         .is_some_and(|c| c.eq_ignore_ascii_case(b"chunked"))

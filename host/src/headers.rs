@@ -31,6 +31,28 @@ pub fn tokens<'a>(headers: &'a HeaderMap, name: &str) -> impl Iterator<Item = &'
         .filter(|t| !t.is_empty())
 }
 
+/// The comma-separated tokens of every `name` field among `fields` (name and
+/// value as read off the wire), trimmed, empty ones skipped (case kept).
+pub fn field_tokens<'a>(
+    fields: impl Iterator<Item = (&'a str, &'a [u8])>,
+    name: &'a str,
+) -> impl Iterator<Item = &'a [u8]> {
+    fields
+        .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+        .flat_map(|(_, value)| value.split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty())
+}
+
+/// A hop-by-hop field: on [`HOP_BY_HOP`] or named by `Connection` (`named`:
+/// its tokens, [`field_tokens`]).
+pub fn is_hop_by_hop(name: &str, named: &[&[u8]]) -> bool {
+    HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
+        || named
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case(name.as_bytes()))
+}
+
 /// Whether any `name` header holds `token` (ASCII case-insensitive) in its list.
 pub fn has_token(headers: &HeaderMap, name: &str, token: &str) -> bool {
     tokens(headers, name).any(|t| t.eq_ignore_ascii_case(token))

@@ -13,7 +13,7 @@ use crate::body::{full, status_response, ProxyBody};
 use crate::config::FailurePolicy;
 use crate::exchange::Exchange;
 use crate::framing::{codings_under_chunked, framing, last_coding, Framing};
-use crate::headers::{websocket_accept, HOP_BY_HOP};
+use crate::headers::{field_tokens, is_hop_by_hop, websocket_accept};
 use crate::invariants::check_switch;
 use crate::plugin::{CallFailure, Decision, LoadedPlugin, PeerInfo, PluginRuntime};
 use crate::relay_body::relay_body;
@@ -214,12 +214,15 @@ impl Log<'_> {
 
 /// Copies wire headers into `res`, skipping hop-by-hop ones and those hyper frames itself.
 fn copy_headers(res: &mut Response<ProxyBody>, headers: Vec<wire::Header>, skip_length: bool) {
-    let named: Vec<String> = wire::tokens(&headers, "connection");
-    for h in headers {
-        let lower = h.name.to_ascii_lowercase();
-        if HOP_BY_HOP.contains(&lower.as_str())
-            || named.contains(&lower)
-            || (skip_length && lower == "content-length")
+    let fields = || {
+        headers
+            .iter()
+            .map(|h| (h.name.as_str(), h.value.as_slice()))
+    };
+    let named: Vec<&[u8]> = field_tokens(fields(), "connection").collect();
+    for h in &headers {
+        if is_hop_by_hop(&h.name, &named)
+            || (skip_length && h.name.eq_ignore_ascii_case("content-length"))
         {
             continue;
         }
