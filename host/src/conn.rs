@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use crate::body::{status_response, ProxyBody};
 use crate::direct_head::{self, PlainRequest};
 use crate::direct_http::{self, After, Target};
-use crate::headers::{field_tokens, is_upgrade_request};
+use crate::headers::is_upgrade_request;
 use crate::plugin::PeerInfo;
 use crate::rewind::Rewind;
 use crate::router::Route;
@@ -212,17 +212,14 @@ fn classify(req: &httparse::Request, peer: &PeerInfo, shared: &Shared) -> Step {
             .any(|h| h.name.eq_ignore_ascii_case("upgrade"))
             .then(|| owned(req))
     };
-    let upgrade = plain_upgrade(req);
-    if !upgrade && !direct_head::qualifies(req) {
+    let shape = direct_head::Shape::of(req);
+    let upgrade = shape.plain_upgrade(req);
+    if !upgrade && !shape.direct(req) {
         return Step::Hyper(for_hyper(req));
     }
     let snapshot = shared.snapshot();
     let route = {
-        let host = req
-            .headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case("host"))
-            .and_then(|h| std::str::from_utf8(h.value).ok());
+        let host = shape.host.and_then(|h| std::str::from_utf8(h).ok());
         let path = req.path.unwrap_or("/");
         let path = path.split('?').next().unwrap_or("/");
         snapshot.router.find(host, path).cloned()
@@ -237,32 +234,6 @@ fn classify(req: &httparse::Request, peer: &PeerInfo, shared: &Shared) -> Step {
         // No route (hyper answers 404), or one without an upstream (502).
         _ => Step::Hyper(for_hyper(req)),
     }
-}
-
-/// A request upgate can decide without hyper: a GET of an origin-form
-/// target over HTTP/1.1 with one `Host`, asking to upgrade, with no body.
-/// Anything else goes to hyper, which checks it as for any request.
-fn plain_upgrade(req: &httparse::Request) -> bool {
-    fn named<'a, 'h>(
-        req: &'a httparse::Request<'h, '_>,
-        name: &'static str,
-    ) -> impl Iterator<Item = &'a httparse::Header<'h>> {
-        req.headers
-            .iter()
-            .filter(move |h| h.name.eq_ignore_ascii_case(name))
-    }
-    let named = |name: &'static str| named(req, name);
-    let lengths: Vec<&[u8]> = named("content-length").map(|h| h.value).collect();
-    req.version == Some(1)
-        && req.method == Some("GET")
-        && req.path.is_some_and(|p| p.starts_with('/'))
-        && named("host").count() == 1
-        && named("transfer-encoding").count() == 0
-        && lengths.len() <= 1
-        && lengths.iter().all(|v| v.trim_ascii() == b"0")
-        && named("upgrade").count() > 0
-        && field_tokens(req.headers.iter().map(|h| (h.name, h.value)), "connection")
-            .any(|t| t.eq_ignore_ascii_case(b"upgrade"))
 }
 
 /// Reads until `buf` holds one full request head (one may already be there:

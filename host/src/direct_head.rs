@@ -49,29 +49,82 @@ fn trim(v: &[u8]) -> &[u8] {
     v.trim_ascii()
 }
 
-/// Whether a parsed request can be served directly: HTTP/1.1, an origin-form
-/// target, one `Host`, no body, not asking to upgrade, no `Expect`, not
-/// `CONNECT`. Anything else goes to hyper.
-pub fn qualifies(req: &httparse::Request) -> bool {
-    let (Some(1), Some(method), Some(path)) = (req.version, req.method, req.path) else {
-        return false;
-    };
-    if method == "CONNECT" || !path.starts_with('/') {
-        return false;
-    }
-    let mut hosts = 0;
-    for h in req.headers.iter() {
-        if eq(h.name, "host") {
-            hosts += 1;
-        } else if eq(h.name, "content-length") {
-            if trim(h.value) != b"0" {
-                return false;
+/// What deciding where a request goes needs of its head, from one pass over
+/// its fields.
+#[derive(Debug, Default)]
+pub struct Shape<'h> {
+    /// The value of its one `Host`, when it has exactly one.
+    pub host: Option<&'h [u8]>,
+    hosts: usize,
+    lengths: usize,
+    /// A `Content-Length` other than 0.
+    body_length: bool,
+    transfer_encoding: bool,
+    upgrade: bool,
+    expect: bool,
+    /// `Connection` names `upgrade`.
+    connection_upgrade: bool,
+}
+
+impl<'h> Shape<'h> {
+    /// Looks at every field of `req` once.
+    pub fn of(req: &httparse::Request<'h, '_>) -> Shape<'h> {
+        let mut shape = Shape::default();
+        for h in req.headers.iter() {
+            if eq(h.name, "host") {
+                shape.hosts += 1;
+                shape.host = Some(h.value);
+            } else if eq(h.name, "content-length") {
+                shape.lengths += 1;
+                shape.body_length |= trim(h.value) != b"0";
+            } else if eq(h.name, "transfer-encoding") {
+                shape.transfer_encoding = true;
+            } else if eq(h.name, "upgrade") {
+                shape.upgrade = true;
+            } else if eq(h.name, "expect") {
+                shape.expect = true;
+            } else if eq(h.name, "connection") {
+                shape.connection_upgrade |=
+                    field_tokens(std::iter::once((h.name, h.value)), "connection")
+                        .any(|t| t.eq_ignore_ascii_case(b"upgrade"));
             }
-        } else if eq(h.name, "transfer-encoding") || eq(h.name, "upgrade") || eq(h.name, "expect") {
-            return false;
         }
+        if shape.hosts != 1 {
+            shape.host = None;
+        }
+        shape
     }
-    hosts == 1
+
+    /// HTTP/1.1, an origin-form target, one `Host`, no body.
+    fn bodyless_origin_form(&self, req: &httparse::Request) -> bool {
+        req.version == Some(1)
+            && req.path.is_some_and(|p| p.starts_with('/'))
+            && self.hosts == 1
+            && !self.body_length
+            && !self.transfer_encoding
+    }
+
+    /// A request upgate can decide without hyper: a GET of an origin-form
+    /// target over HTTP/1.1 with one `Host`, asking to upgrade, with no body
+    /// (at most one `Content-Length: 0`). Anything else goes to hyper, which
+    /// checks it as for any request.
+    pub fn plain_upgrade(&self, req: &httparse::Request) -> bool {
+        self.bodyless_origin_form(req)
+            && req.method == Some("GET")
+            && self.lengths <= 1
+            && self.upgrade
+            && self.connection_upgrade
+    }
+
+    /// A request served directly: bodyless, origin-form, HTTP/1.1, one `Host`,
+    /// not asking to upgrade, no `Expect`, not `CONNECT`. Anything else goes
+    /// to hyper.
+    pub fn direct(&self, req: &httparse::Request) -> bool {
+        self.bodyless_origin_form(req)
+            && req.method.is_some_and(|m| m != "CONNECT")
+            && !self.upgrade
+            && !self.expect
+    }
 }
 
 /// The tokens of every `Connection` header, trimmed.
@@ -86,7 +139,7 @@ fn push_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// The request as the upstream gets it (from a head [`qualifies`] took).
+/// The request as the upstream gets it (from a head [`Shape::direct`] took).
 pub fn plain_request(req: &httparse::Request, client: SocketAddr, proto: &str) -> PlainRequest {
     let method = req.method.unwrap_or("GET");
     let path = req.path.unwrap_or("/");

@@ -23,7 +23,7 @@ fn client() -> SocketAddr {
 
 #[test]
 fn only_bodyless_http11_requests_qualify() {
-    let ok = |raw: &str| with_request(raw, qualifies);
+    let ok = |raw: &str| with_request(raw, |r| Shape::of(r).direct(r));
     assert!(ok("GET /a?b HTTP/1.1\r\nHost: x\r\n\r\n"));
     assert!(ok(
         "DELETE /a HTTP/1.1\r\nhost: x\r\nContent-Length: 0\r\n\r\n"
@@ -190,4 +190,37 @@ fn a_body_until_close_is_rechunked_and_odd_framing_is_not_trusted() {
         String::from_utf8(head.bytes).unwrap(),
         "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n"
     );
+}
+
+#[test]
+fn plain_upgrades_are_bodyless_gets_asking_to_upgrade() {
+    let up = |raw: &str| with_request(raw, |r| Shape::of(r).plain_upgrade(r));
+    let ws = "Upgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n";
+    assert!(up(&format!("GET /ws HTTP/1.1\r\nHost: x\r\n{ws}\r\n")));
+    assert!(up(&format!(
+        "GET /ws HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n{ws}\r\n"
+    )));
+    assert!(
+        !up(&format!("POST /ws HTTP/1.1\r\nHost: x\r\n{ws}\r\n")),
+        "POST"
+    );
+    assert!(
+        !up(&format!(
+            "GET /ws HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: 0\r\n{ws}\r\n"
+        )),
+        "two lengths"
+    );
+    assert!(
+        !up("GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n"),
+        "Connection does not name upgrade"
+    );
+    assert!(
+        !up("GET /ws HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\n\r\n"),
+        "no Upgrade"
+    );
+    let direct = |raw: &str| with_request(raw, |r| Shape::of(r).direct(r));
+    assert!(!direct(&format!("GET /ws HTTP/1.1\r\nHost: x\r\n{ws}\r\n")));
+    assert!(direct(
+        "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n"
+    ));
 }

@@ -1,5 +1,5 @@
 //! Plain requests served without hyper. A bodyless HTTP/1.1 request that
-//! [`direct_head::qualifies`](crate::direct_head::qualifies) goes to its
+//! [`Shape::direct`](crate::direct_head::Shape::direct) takes goes to its
 //! route's default upstream over a connection from the worker's pool
 //! ([`crate::direct_pool`]), all in the client connection's own task; the
 //! response comes back as it arrives, its body framed as the upstream framed
