@@ -1,7 +1,9 @@
-//! Where a chunked body ends (RFC 9112 §7.1), found by scanning its bytes as
-//! they are forwarded, without decoding them: the direct path
-//! ([`crate::direct_http`]) passes a chunked response on as it comes and must
-//! know when it is complete to put the upstream connection back in its pool.
+//! Where a chunked body ends (RFC 9112 §7.1), and where its data lies, found
+//! by scanning its bytes as they come: the direct path ([`crate::direct_http`])
+//! passes a chunked response on undecoded and must know when it is complete to
+//! put the upstream connection back in its pool; a relayed answer
+//! ([`crate::relay_body`]) takes the data out. One parser, so both read a
+//! chunked body the same way.
 
 /// Longest chunk-size or trailer line accepted.
 const MAX_LINE: usize = 4096;
@@ -53,13 +55,29 @@ impl ChunkScan {
         ChunkScan::default()
     }
 
+    /// Whether the body's end has been found.
+    pub fn done(&self) -> bool {
+        self.state == State::Done
+    }
+
     /// Feeds the body's next bytes. `Ok(Some(n))`: the body ends after the
     /// first `n` of them; `Ok(None)`: they all belong to it and more must come.
     pub fn feed(&mut self, bytes: &[u8]) -> Result<Option<usize>, &'static str> {
+        self.feed_data(bytes, |_| {})
+    }
+
+    /// [`ChunkScan::feed`], handing `data` each range of `bytes` that is chunk
+    /// data, in order.
+    pub fn feed_data(
+        &mut self,
+        bytes: &[u8],
+        mut data: impl FnMut(std::ops::Range<usize>),
+    ) -> Result<Option<usize>, &'static str> {
         let mut i = 0;
         while i < bytes.len() {
             if let State::Data(n) = self.state {
                 let take = n.min((bytes.len() - i) as u64);
+                data(i..i + take as usize);
                 i += take as usize;
                 self.state = if take == n {
                     State::DataCr
@@ -219,6 +237,20 @@ mod tests {
         }
         let long = format!("1;{}\r\n", "e".repeat(MAX_LINE));
         assert!(end_in_steps(long.as_bytes(), 64).is_err());
+    }
+
+    #[test]
+    fn data_ranges_whatever_the_pieces() {
+        let body = b"5\r\nhello\r\n1a;name=x\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\n\r\n";
+        for step in 1..=body.len() {
+            let mut scan = ChunkScan::new();
+            let mut out = Vec::new();
+            for piece in body.chunks(step) {
+                scan.feed_data(piece, |r| out.extend_from_slice(&piece[r]))
+                    .unwrap();
+            }
+            assert_eq!(out, b"helloabcdefghijklmnopqrstuvwxyz", "pieces of {step}");
+        }
     }
 
     #[test]

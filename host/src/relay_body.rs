@@ -1,27 +1,24 @@
 //! The body of an upstream response relayed from a raw exchange connection:
 //! bytes already read past the head first, then the connection, framed by
-//! `Content-Length`, `Transfer-Encoding: chunked` (decoded; hyper re-frames it
-//! for the client), or the end of the connection.
+//! `Content-Length`, `Transfer-Encoding: chunked` (decoded with
+//! [`crate::chunk_scan`], as the direct path reads it; hyper re-frames it for
+//! the client), or the end of the connection.
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use http_body::Frame;
 use http_body_util::{BodyExt, StreamBody};
+use std::collections::VecDeque;
 use std::io;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::body::ProxyBody;
+use crate::chunk_scan::ChunkScan;
 use crate::framing::Framing;
-
-/// Longest chunk-size or trailer line accepted.
-const MAX_LINE: usize = 4096;
 
 #[derive(Debug)]
 enum State {
     Length(u64),
-    ChunkSize,
-    ChunkData(u64),
-    ChunkEnd,
-    Trailers,
+    Chunked(ChunkScan),
     Eof,
     Done,
 }
@@ -30,6 +27,8 @@ struct Reader<S> {
     stream: S,
     buf: BytesMut,
     state: State,
+    /// Chunk data scanned but not handed out yet.
+    found: VecDeque<Bytes>,
 }
 
 impl<S: AsyncRead + Unpin> Reader<S> {
@@ -50,41 +49,23 @@ impl<S: AsyncRead + Unpin> Reader<S> {
         }
     }
 
-    async fn line(&mut self) -> io::Result<BytesMut> {
-        loop {
-            if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
-                let line = self.buf.split_to(i);
-                self.buf.advance(2);
-                return Ok(line);
-            }
-            if self.buf.len() > MAX_LINE {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "chunk line too long",
-                ));
-            }
-            self.fill_or_fail().await?;
-        }
-    }
-
-    async fn take(&mut self, max: u64) -> io::Result<Bytes> {
-        if self.buf.is_empty() {
-            self.fill_or_fail().await?;
-        }
-        let n = (self.buf.len() as u64).min(max) as usize;
-        Ok(self.buf.split_to(n).freeze())
-    }
-
     /// The next data frame, or `None` at the end of the body.
     async fn next(&mut self) -> io::Result<Option<Bytes>> {
         loop {
-            match self.state {
+            if let Some(data) = self.found.pop_front() {
+                return Ok(Some(data));
+            }
+            match &mut self.state {
                 State::Done => return Ok(None),
                 State::Length(0) => self.state = State::Done,
                 State::Length(n) => {
-                    let data = self.take(n).await?;
-                    self.state = State::Length(n - data.len() as u64);
-                    return Ok(Some(data));
+                    let n = *n;
+                    if self.buf.is_empty() {
+                        self.fill_or_fail().await?;
+                    }
+                    let take = (self.buf.len() as u64).min(n) as usize;
+                    self.state = State::Length(n - take as u64);
+                    return Ok(Some(self.buf.split_to(take).freeze()));
                 }
                 State::Eof => {
                     if self.buf.is_empty() && !self.fill().await? {
@@ -93,40 +74,17 @@ impl<S: AsyncRead + Unpin> Reader<S> {
                     }
                     return Ok(Some(self.buf.split().freeze()));
                 }
-                State::ChunkSize => {
-                    let line = self.line().await?;
-                    let size = line[..].split(|&b| b == b';').next().unwrap_or(&[]);
-                    let size = std::str::from_utf8(size)
-                        .ok()
-                        .and_then(|s| u64::from_str_radix(s.trim(), 16).ok())
-                        .ok_or_else(|| {
-                            io::Error::new(io::ErrorKind::InvalidData, "bad chunk size")
-                        })?;
-                    self.state = if size == 0 {
-                        State::Trailers
-                    } else {
-                        State::ChunkData(size)
-                    };
-                }
-                State::ChunkData(0) => self.state = State::ChunkEnd,
-                State::ChunkData(n) => {
-                    let data = self.take(n).await?;
-                    self.state = State::ChunkData(n - data.len() as u64);
-                    return Ok(Some(data));
-                }
-                State::ChunkEnd => {
-                    if !self.line().await?.is_empty() {
-                        return Err(io::Error::new(
-                            io::ErrorKind::InvalidData,
-                            "chunk not followed by CRLF",
-                        ));
-                    }
-                    self.state = State::ChunkSize;
-                }
-                State::Trailers => {
-                    if self.line().await?.is_empty() {
-                        self.state = State::Done;
-                    }
+                // Bytes past the body's end are not the body's.
+                State::Chunked(scan) if scan.done() => self.state = State::Done,
+                State::Chunked(_) if self.buf.is_empty() => self.fill_or_fail().await?,
+                State::Chunked(scan) => {
+                    let mut ranges = Vec::new();
+                    let end = scan
+                        .feed_data(&self.buf, |r| ranges.push(r))
+                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                    let scanned = self.buf.split_to(end.unwrap_or(self.buf.len())).freeze();
+                    self.found
+                        .extend(ranges.into_iter().map(|r| scanned.slice(r)));
                 }
             }
         }
@@ -141,13 +99,14 @@ where
     let state = match framing {
         Framing::Empty => State::Done,
         Framing::Length(n) => State::Length(n),
-        Framing::Chunked => State::ChunkSize,
+        Framing::Chunked => State::Chunked(ChunkScan::new()),
         Framing::Eof => State::Eof,
     };
     let reader = Reader {
         stream,
         buf: leftover,
         state,
+        found: VecDeque::new(),
     };
     let frames = futures_util::stream::unfold(reader, |mut r| async move {
         match r.next().await {
@@ -204,6 +163,21 @@ mod tests {
         )
         .await;
         assert_eq!(out.unwrap(), b"hello world");
+    }
+
+    #[tokio::test]
+    async fn chunked_framing_is_read_as_the_direct_path_reads_it() {
+        for bad in [
+            &b"+5\r\nhello\r\n0\r\n\r\n"[..],
+            b" 5\r\nhello\r\n0\r\n\r\n",
+            b"5\nhello",
+        ] {
+            assert!(
+                collect(bad, b"", Framing::Chunked).await.is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 
     #[tokio::test]
