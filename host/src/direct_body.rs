@@ -105,32 +105,18 @@ pub async fn relay<S: AsyncRead + AsyncWrite + Unpin>(
             ends.send(&[&out]).await?;
         }
         Framing::Length(n) => {
-            let first = (buf.len() as u64).min(n) as usize;
-            reusable &= buf.len() == first;
-            ends.send(&[&out, &buf[..first]]).await?;
-            let mut left = n - first as u64;
-            while left > 0 {
-                ends.read_more(&mut buf).await?;
-                let take = (buf.len() as u64).min(left) as usize;
-                reusable &= buf.len() == take;
-                ends.send(&[&buf[..take]]).await?;
+            let mut left = n;
+            reusable &= relay_until(ends, &out, buf, |piece| {
+                let take = (piece.len() as u64).min(left) as usize;
                 left -= take as u64;
-            }
+                Ok((left == 0).then_some(take))
+            })
+            .await?;
         }
         Framing::Chunked => {
             let mut scan = ChunkScan::new();
             let bad = |e: &str| io::Error::new(io::ErrorKind::InvalidData, e.to_string());
-            let mut end = scan.feed(&buf).map_err(bad)?;
-            let first = end.unwrap_or(buf.len());
-            reusable &= buf.len() == first;
-            ends.send(&[&out, &buf[..first]]).await?;
-            while end.is_none() {
-                ends.read_more(&mut buf).await?;
-                end = scan.feed(&buf).map_err(bad)?;
-                let take = end.unwrap_or(buf.len());
-                reusable &= buf.len() == take;
-                ends.send(&[&buf[..take]]).await?;
-            }
+            reusable &= relay_until(ends, &out, buf, |piece| scan.feed(piece).map_err(bad)).await?;
         }
         Framing::Eof if head.rechunk => {
             let mut tail = Vec::new();
@@ -160,6 +146,26 @@ pub async fn relay<S: AsyncRead + AsyncWrite + Unpin>(
         }
     }
     Ok(reusable)
+}
+
+/// Sends `out`, then the body as it comes, piece by piece, until `end` says
+/// where in a piece it ends. `Ok(true)`: it ended exactly where a piece did.
+async fn relay_until<S: AsyncRead + AsyncWrite + Unpin>(
+    ends: &mut Ends<'_, S>,
+    mut out: &[u8],
+    mut buf: BytesMut,
+    mut end: impl FnMut(&[u8]) -> io::Result<Option<usize>>,
+) -> io::Result<bool> {
+    loop {
+        let stop = end(&buf)?;
+        let take = stop.unwrap_or(buf.len());
+        ends.send(&[out, &buf[..take]]).await?;
+        if stop.is_some() {
+            return Ok(buf.len() == take);
+        }
+        out = &[];
+        ends.read_more(&mut buf).await?;
+    }
 }
 
 /// Frames `data` as one chunk: its size line goes at the end of `head`, its

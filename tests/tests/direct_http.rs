@@ -4,7 +4,8 @@
 //! passed on as spelled, pipelined requests answered in order, `Connection:
 //! close` from the client honoured, pooled upstream connections that the
 //! upstream closed replaced (a request sent again only when its method is
-//! idempotent), a body cut short never passed off as whole, and a client that
+//! idempotent), a body cut short never passed off as whole, a connection with
+//! bytes past its answer's body never given another request, and a client that
 //! leaves early freeing the upstream connection.
 
 // Test code: a failed unwrap is a failed test, with its location.
@@ -163,6 +164,35 @@ async fn every_body_framing_arrives_whole_and_the_connection_is_reused() {
         1,
         "the upstream connection was not reused"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_past_a_body_are_never_taken_for_the_next_answer() {
+    // Each framing's answer comes with a second, unasked-for answer behind it
+    // in the same write: its connection must not carry another request.
+    let (origin, _proxy, mut client) =
+        serving(|_, _, line| match line.split(' ').nth(1).unwrap_or("") {
+            "/length" => Act::Answer(vec![
+                b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhelloHTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nEVIL",
+            ]),
+            "/chunked" => Act::Answer(vec![
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nEVIL",
+            ]),
+            _ => Act::Answer(vec![b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nfine"]),
+        })
+        .await;
+    for framing in ["/length", "/chunked"] {
+        ask(&mut client, "GET", framing).await;
+        assert_eq!(client.read_response().await.text(), "hello", "{framing}");
+        ask(&mut client, "GET", "/next").await;
+        assert_eq!(
+            client.read_response().await.text(),
+            "fine",
+            "the request after {framing} went to a connection with bytes left over"
+        );
+    }
+    // /length and /chunked each left their connection; the two /next shared one.
+    assert_eq!(origin.connections(), 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
