@@ -246,9 +246,9 @@ async fn read_head<S: AsyncRead + Unpin>(
 ) -> Read {
     loop {
         if !buf.is_empty() {
-            let mut slots = [httparse::EMPTY_HEADER; wire::MAX_HEADERS];
-            let mut req = httparse::Request::new(&mut slots);
-            match req.parse(buf) {
+            let mut slots = wire::header_slots();
+            let mut req = httparse::Request::new(&mut []);
+            match req.parse_with_uninit_headers(buf, &mut slots) {
                 Ok(httparse::Status::Complete(len)) => return Read::Head(len, classify(&req)),
                 Ok(httparse::Status::Partial) if buf.len() < wire::MAX_HEAD => {}
                 _ => return Read::Unparsable,

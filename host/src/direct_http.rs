@@ -26,7 +26,7 @@ use crate::direct_body::{relay, Ends};
 use crate::direct_head::{client_head, ClientHead, PlainRequest};
 use crate::direct_pool::Pools;
 use crate::upstream::{self, UpstreamStream};
-use crate::wire::{MAX_HEAD, MAX_HEADERS};
+use crate::wire::{header_slots, MAX_HEAD};
 
 /// What becomes of the client connection after a request.
 #[derive(Debug, PartialEq, Eq)]
@@ -208,9 +208,10 @@ async fn exchange_head(
     let mut answered = false;
     loop {
         if !buf.is_empty() {
-            let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            let mut res = httparse::Response::new(&mut slots);
-            match res.parse(buf) {
+            let mut slots = header_slots();
+            let mut res = httparse::Response::new(&mut []);
+            let config = httparse::ParserConfig::default();
+            match config.parse_response_with_uninit_headers(&mut res, buf, &mut slots) {
                 Ok(httparse::Status::Complete(len)) => match res.code.unwrap_or(0) {
                     101 => return Err(HeadError::Switched),
                     100..=199 => {

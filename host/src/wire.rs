@@ -9,6 +9,16 @@ pub const MAX_HEAD: usize = 64 * 1024;
 /// Most header fields accepted in one head.
 pub const MAX_HEADERS: usize = 128;
 
+/// Room for the header fields of one head, left uninitialised: httparse
+/// fills what it parses (initialising all [`MAX_HEADERS`] slots first would
+/// write 4 KiB before every parse).
+pub type HeaderSlots<'b> = [std::mem::MaybeUninit<httparse::Header<'b>>; MAX_HEADERS];
+
+/// Fresh [`HeaderSlots`].
+pub fn header_slots<'b>() -> HeaderSlots<'b> {
+    [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS]
+}
+
 /// One header field, name spelled as on the wire.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Header {
@@ -123,9 +133,11 @@ pub enum Parsed {
 
 /// Parses a response head from the start of `buf`.
 pub fn parse_response(buf: &[u8]) -> Result<Parsed, String> {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut res = httparse::Response::new(&mut slots);
-    match res.parse(buf) {
+    let mut slots = header_slots();
+    let mut res = httparse::Response::new(&mut []);
+    match httparse::ParserConfig::default()
+        .parse_response_with_uninit_headers(&mut res, buf, &mut slots)
+    {
         Ok(httparse::Status::Complete(used)) => {
             if res.version != Some(1) {
                 return Err("upstream did not answer HTTP/1.1".into());
@@ -212,6 +224,25 @@ mod tests {
             Parsed::Partial => panic!("complete head reported partial"),
         }
         assert!(parse_response(b"HTTP/1.1 abc\r\n\r\n").is_err());
+    }
+
+    #[test]
+    fn a_head_may_hold_max_headers_fields_and_no_more() {
+        let head = |n: usize| {
+            let mut text = String::from("HTTP/1.1 200 OK\r\n");
+            for i in 0..n {
+                text.push_str(&format!("X-{i}: v{i}\r\n"));
+            }
+            text + "\r\n"
+        };
+        match parse_response(head(MAX_HEADERS).as_bytes()) {
+            Ok(Parsed::Complete(h, _)) => {
+                assert_eq!(h.headers.len(), MAX_HEADERS);
+                assert_eq!(h.headers[MAX_HEADERS - 1].value, b"v127");
+            }
+            _ => panic!("{MAX_HEADERS} fields refused"),
+        }
+        assert!(parse_response(head(MAX_HEADERS + 1).as_bytes()).is_err());
     }
 
     #[test]
