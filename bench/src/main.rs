@@ -249,6 +249,7 @@ async fn bench(args: &RunArgs, plan: &Plan, tmp: &Path, started: Instant) -> any
         let n = targets.len();
         let order: Vec<&Target> = (0..n).map(|i| &targets[(i + round) % n]).collect();
         eprintln!("round {}/{}", round + 1, plan.rounds);
+        results.set_round(round);
         let tests = ["handshake", "echo64", "echo16k", "rtt", "http"]
             .into_iter()
             .filter(|t| args.tests.iter().any(|a| a == t));

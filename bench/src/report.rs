@@ -68,12 +68,14 @@ impl Metric {
     }
 }
 
-/// Per metric and target, one figure per round.
+/// Per metric and target, one figure per round (with the round it was taken in).
 pub struct Results {
     targets: Vec<String>,
     rows: Vec<Metric>,
-    values: HashMap<(Metric, String), Vec<f64>>,
+    values: HashMap<(Metric, String), Vec<(usize, f64)>>,
     errors: Vec<(String, String)>,
+    /// The round figures are being added for.
+    round: usize,
 }
 
 fn median(v: &[f64]) -> Option<f64> {
@@ -138,14 +140,20 @@ impl Results {
             rows,
             values: HashMap::new(),
             errors: Vec::new(),
+            round: 0,
         }
+    }
+
+    /// Figures added from now on were taken in round `r`.
+    pub fn set_round(&mut self, r: usize) {
+        self.round = r;
     }
 
     pub fn add(&mut self, m: Metric, target: &str, v: f64) {
         self.values
             .entry((m, target.to_string()))
             .or_default()
-            .push(v);
+            .push((self.round, v));
     }
 
     pub fn error(&mut self, target: &str, test: &str, count: u64, first: String) {
@@ -160,7 +168,35 @@ impl Results {
     }
 
     fn get(&self, m: Metric, t: &str) -> Option<f64> {
-        self.values.get(&(m, t.to_string())).and_then(|v| median(v))
+        let v = self.values.get(&(m, t.to_string()))?;
+        median(&v.iter().map(|&(_, x)| x).collect::<Vec<_>>())
+    }
+
+    /// In how many rounds upgate was at or ahead of the best peer of that
+    /// same round, and in how many both were measured: the targets of a round
+    /// run back to back, so this pairs figures taken under the same load on
+    /// the machine, which medians taken apart do not.
+    fn rounds_ahead(&self, m: Metric) -> Option<(usize, usize)> {
+        let upgate = self.values.get(&(m, "upgate".to_string()))?;
+        let (mut ahead, mut paired) = (0, 0);
+        for &(round, u) in upgate {
+            let peers = self
+                .targets
+                .iter()
+                .filter(|t| is_peer(t))
+                .filter_map(|t| self.values.get(&(m, t.clone())))
+                .flat_map(|v| v.iter().filter(|(r, _)| *r == round).map(|&(_, x)| x));
+            let best = if m.higher_is_better() {
+                peers.reduce(f64::max)
+            } else {
+                peers.reduce(f64::min)
+            };
+            if let Some(b) = best {
+                paired += 1;
+                ahead += usize::from(if m.higher_is_better() { u >= b } else { u <= b });
+            }
+        }
+        (paired > 0).then_some((ahead, paired))
     }
 
     pub fn render(&self, meta: &Meta) -> String {
@@ -204,8 +240,12 @@ impl Results {
                         } else {
                             r <= 1.0
                         };
+                        let rounds = match self.rounds_ahead(m) {
+                            Some((a, n)) if n > 1 => format!("; ahead {a}/{n}"),
+                            _ => String::new(),
+                        };
                         format!(
-                            "{:.2} {} ({})",
+                            "{:.2} {} ({}{rounds})",
                             r,
                             if ok { "✓" } else { "✗" },
                             column_name(bt)
@@ -266,6 +306,9 @@ impl Results {
         let _ = writeln!(
             out,
             "↑ higher is better, ↓ lower is better; ✓: upgate at or ahead of the best peer. \
+             Ahead k/n: the rounds in which upgate was at or ahead of the best peer of the \
+             same round (a round runs the targets back to back, so this pairs figures taken \
+             under the same load on the machine). \
              Proxy CPU per operation: utime+stime of all the proxy's processes and threads \
              (/proc/PID/stat; nginx: master + worker) over the measured interval, divided by \
              the operations completed in it. RSS per idle tunnel: VmRSS (nginx: master + worker) \
@@ -302,6 +345,31 @@ fn fmt_elapsed(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rounds_ahead_pair_figures_of_the_same_round() {
+        let targets: Vec<String> = ["upgate", "nginx", "haproxy"].map(String::from).into();
+        let mut r = Results::new(&targets, &[]);
+        // CPU (lower is better): ahead of the round's best peer in rounds 0 and 2.
+        for (round, [u, n, h]) in [[10.0, 11.0, 12.0], [10.0, 9.0, 12.0], [20.0, 25.0, 21.0]]
+            .into_iter()
+            .enumerate()
+        {
+            r.set_round(round);
+            r.add(Metric::HsCpu, "upgate", u);
+            r.add(Metric::HsCpu, "nginx", n);
+            r.add(Metric::HsCpu, "haproxy", h);
+        }
+        assert_eq!(r.rounds_ahead(Metric::HsCpu), Some((2, 3)));
+        // A rate (higher is better); a round without a peer figure is not paired.
+        r.set_round(0);
+        r.add(Metric::HsRate, "upgate", 5.0);
+        r.add(Metric::HsRate, "nginx", 4.0);
+        r.set_round(1);
+        r.add(Metric::HsRate, "upgate", 5.0);
+        assert_eq!(r.rounds_ahead(Metric::HsRate), Some((1, 1)));
+        assert_eq!(r.rounds_ahead(Metric::SmallCpu), None);
+    }
 
     #[test]
     fn medians() {
