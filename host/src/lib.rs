@@ -12,7 +12,7 @@
 //! - [`direct_http`]: bodyless plain requests without hyper ([`direct_head`], [`direct_body`], [`direct_pool`], [`chunk_scan`]).
 //! - [`upgrade`]: an upgrade request: plugin, invariant checks, outcome; [`switch`]: a 101 and its tunnel.
 //! - [`plugin`]: the wasmtime runtime and the host side of `wit/plugin.wit`.
-//! - [`exchange`], [`upstream`], [`wire`]: the plugin's upstream exchanges on raw connections.
+//! - [`exchange`], [`upstream`], [`wire`]: the plugin's upstream exchanges on raw connections; [`resolve`]: upstream names, resolved and kept.
 //! - [`invariants`]: what must hold before a 101 becomes a tunnel.
 //! - [`splice`]: the tunnel loop (WebSocket frames followed for keepalive and drain, [`ws_frame`]).
 //! - [`tunnel`], [`tunnel_io`], [`tunnels`]: a tunnel's limits and report, its ends, the open set.
@@ -41,6 +41,7 @@ pub mod passthrough;
 pub mod plugin;
 pub mod relay_body;
 pub mod reload;
+pub mod resolve;
 pub mod rewind;
 pub mod router;
 pub mod server;

@@ -100,7 +100,7 @@ pub async fn connect(upstream: &UpstreamConfig) -> Result<(UpstreamStream, Strin
     let mut timed_out = false;
     for addr in &upstream.addresses {
         let attempt = async {
-            let tcp = TcpStream::connect(addr.as_str())
+            let tcp = crate::resolve::connect(addr, upstream.dns_refresh)
                 .await
                 .map_err(|e| e.to_string())?;
             let _ = tcp.set_nodelay(true);

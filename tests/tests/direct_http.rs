@@ -5,8 +5,9 @@
 //! close` from the client honoured, pooled upstream connections that the
 //! upstream closed replaced (a request sent again only when its method is
 //! idempotent), a body cut short never passed off as whole, a connection with
-//! bytes past its answer's body never given another request, and a client that
-//! leaves early freeing the upstream connection.
+//! bytes past its answer's body never given another request, an upstream given
+//! by name reached on every connect, and a client that leaves early freeing the
+//! upstream connection.
 
 // Test code: a failed unwrap is a failed test, with its location.
 #![allow(clippy::unwrap_used)]
@@ -322,6 +323,26 @@ async fn a_pooled_connection_the_upstream_closed_is_replaced() {
     ask(&mut client, "GET", "/").await;
     assert_eq!(client.read_response().await.status(), 200);
     assert_eq!(origin.connections(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_given_by_name_is_reached_on_every_connect() {
+    // Each answer closes its connection, so each request connects anew: the
+    // second by the name's kept answer (`dns_refresh`).
+    let origin = origin(|_, _, _| Act::AnswerThenClose(OK)).await;
+    let port = origin.addr().port();
+    let text = proxy::config_text(&[route("/", origin.addr())]).replace(
+        &format!("\"{}\"", origin.addr()),
+        &format!("\"localhost:{port}\""),
+    );
+    assert!(text.contains(&format!("[\"localhost:{port}\"]")), "{text}");
+    let proxy = proxy::start_toml(&text).await;
+    let mut client = RawConn::connect(proxy.addr()).await;
+    for _ in 0..2 {
+        ask(&mut client, "GET", "/").await;
+        assert_eq!(client.read_response().await.status(), 200);
+    }
+    assert_eq!(origin.connections(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -26,6 +26,8 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default time to connect to one address of an upstream.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default `upstreams.NAME.dns_refresh` (Envoy's default DNS refresh rate).
+pub const DEFAULT_DNS_REFRESH: Duration = Duration::from_secs(5);
 /// Default wall-clock budget of one plugin hook call, time waiting on the upstream excluded.
 pub const DEFAULT_PLUGIN_DEADLINE: Duration = Duration::from_millis(10);
 /// Default memory cap of one plugin instance.
@@ -107,6 +109,8 @@ pub struct UpstreamConfig {
     pub addresses: Vec<String>,
     /// Time allowed to connect to one address (and, with `tls`, to finish the handshake).
     pub connect_timeout: Duration,
+    /// How long what a `name:port` address resolved to is reused (`dns_refresh`).
+    pub dns_refresh: Duration,
     /// TLS to the upstream (`tls`), `None` for plain TCP.
     pub tls: Option<UpstreamTls>,
 }

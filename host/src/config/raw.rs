@@ -69,13 +69,16 @@ pub struct RawPassthrough {
     pub idle_timeout: Option<Duration>,
 }
 
-/// `[upstreams.NAME]`: `addresses = ["127.0.0.1:9000"]`, `connect_timeout = "5s"`, `tls`.
+/// `[upstreams.NAME]`: `addresses = ["127.0.0.1:9000"]`, `connect_timeout = "5s"`,
+/// `dns_refresh = "5s"`, `tls`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawUpstream {
     pub addresses: Vec<String>,
     #[serde(default, with = "duration::serde_opt")]
     pub connect_timeout: Option<Duration>,
+    #[serde(default, with = "duration::serde_opt")]
+    pub dns_refresh: Option<Duration>,
     pub tls: Option<RawUpstreamTls>,
 }
 
@@ -189,6 +192,7 @@ impl RawConfig {
             RawUpstream {
                 addresses: vec![upstream.to_string()],
                 connect_timeout: None,
+                dns_refresh: None,
                 tls: None,
             },
         );

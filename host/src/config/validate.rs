@@ -9,10 +9,11 @@ use std::time::Duration;
 use super::raw::{RawConfig, RawRoute, RawUpstream, RawUpstreamTls};
 use super::{
     Config, ConfigError, FailurePolicy, Keepalive, PluginLimits, PluginSource, RouteConfig,
-    UpstreamConfig, DEFAULT_BUFFER_SIZE, DEFAULT_CONNECT_TIMEOUT, DEFAULT_DRAIN_TIMEOUT,
-    DEFAULT_IDLE_TIMEOUT, DEFAULT_KEEPALIVE_TIMEOUT, DEFAULT_PLUGIN_DEADLINE,
-    DEFAULT_PLUGIN_EXCHANGES, DEFAULT_PLUGIN_MEMORY, DEFAULT_PLUGIN_OUTPUT,
-    DEFAULT_REQUEST_HEAD_TIMEOUT, DEFAULT_RESPONSE_TIMEOUT, MAX_PLUGIN_MEMORY,
+    UpstreamConfig, DEFAULT_BUFFER_SIZE, DEFAULT_CONNECT_TIMEOUT, DEFAULT_DNS_REFRESH,
+    DEFAULT_DRAIN_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_KEEPALIVE_TIMEOUT,
+    DEFAULT_PLUGIN_DEADLINE, DEFAULT_PLUGIN_EXCHANGES, DEFAULT_PLUGIN_MEMORY,
+    DEFAULT_PLUGIN_OUTPUT, DEFAULT_REQUEST_HEAD_TIMEOUT, DEFAULT_RESPONSE_TIMEOUT,
+    MAX_PLUGIN_MEMORY,
 };
 
 use crate::tls::client::{ClientFiles, UpstreamTls};
@@ -144,11 +145,12 @@ fn upstream(
         name: name.to_string(),
         addresses: u.addresses,
         connect_timeout: u.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
+        dns_refresh: u.dns_refresh.unwrap_or(DEFAULT_DNS_REFRESH),
         tls,
     })
 }
 
-/// Accepts `ip:port`, `[v6]:port` and `name:port` (names resolve at connect time).
+/// Accepts `ip:port`, `[v6]:port` and `name:port` (names resolve when connecting, see `crate::resolve`).
 fn check_host_port(a: &str) -> Result<(), String> {
     if a.parse::<SocketAddr>().is_ok() {
         return Ok(());

@@ -28,6 +28,18 @@ fn applies_defaults() {
     assert_eq!(r.plugin, PluginSource::File("/etc/upgate/auth.wasm".into()));
     assert_eq!(r.plugin_config.trim(), "token = \"x\"");
     assert_eq!(c.workers, crate::workers::default_count());
+    assert_eq!(c.upstreams["app"].dns_refresh, DEFAULT_DNS_REFRESH);
+}
+
+#[test]
+fn dns_refresh_is_a_duration_and_zero_is_allowed() {
+    let with = |v: &str| OK.replace("[[routes]]", &format!("dns_refresh = {v}\n[[routes]]"));
+    let c = parse(&with("\"0s\"")).unwrap();
+    assert_eq!(c.upstreams["app"].dns_refresh, Duration::ZERO);
+    let c = parse(&with("\"1m\"")).unwrap();
+    assert_eq!(c.upstreams["app"].dns_refresh, Duration::from_secs(60));
+    let err = parse(&with("\"soon\"")).unwrap_err();
+    assert!(err.contains("dns_refresh = \"soon\""), "{err}");
 }
 
 #[test]
