@@ -208,10 +208,13 @@ pub fn client_head(
     head_method: bool,
     client_close: bool,
 ) -> Result<ClientHead, String> {
-    let status = res.code.unwrap_or(0);
+    let code = res.code.unwrap_or(0);
+    // The codes hyper accepts (100 to 999), so both paths refuse the same.
+    let status = http::StatusCode::from_u16(code)
+        .map_err(|_| format!("status {code:03} is not an HTTP status code"))?;
     let fields = || res.headers.iter().map(|h| (h.name, h.value));
     let te = last_coding(fields());
-    let framing = framing(status, head_method, te, fields())?;
+    let framing = framing(code, head_method, te, fields())?;
     let named = connection_tokens(res.headers);
     let length = res.headers.iter().any(|h| eq(h.name, "content-length"));
     // Both a coding and a length: a smuggling signal (RFC 9112 §6.3); the
@@ -229,17 +232,11 @@ pub fn client_head(
         .sum();
     let mut out = Vec::with_capacity(size + 64);
     out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(itoa3(status).as_slice());
+    out.extend_from_slice(status.as_str().as_bytes());
     out.push(b' ');
     match res.reason.filter(|r| !r.is_empty()) {
         Some(reason) => out.extend_from_slice(reason.as_bytes()),
-        None => out.extend_from_slice(
-            http::StatusCode::from_u16(status)
-                .ok()
-                .and_then(|s| s.canonical_reason())
-                .unwrap_or("")
-                .as_bytes(),
-        ),
+        None => out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes()),
     }
     out.extend_from_slice(b"\r\n");
     for h in res.headers.iter() {
@@ -271,15 +268,6 @@ pub fn client_head(
 }
 
 /// A three-digit status code as text (httparse only accepts three digits).
-fn itoa3(status: u16) -> [u8; 3] {
-    let s = status.min(999);
-    [
-        b'0' + (s / 100) as u8,
-        b'0' + (s / 10 % 10) as u8,
-        b'0' + (s % 10) as u8,
-    ]
-}
-
 #[cfg(test)]
 #[path = "direct_head_tests.rs"]
 mod tests;

@@ -57,6 +57,24 @@ async fn two_different_content_lengths_are_502_plain_and_upgrade() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_code_below_100_is_502_on_every_path() {
+    let origin = origin::scripted("HTTP/1.1 099 Odd\r\nContent-Length: 2\r\n\r\nhi").await;
+    let proxy = proxy::start([route("/", origin.addr())]).await;
+    let post = "POST / HTTP/1.1\r\nHost: upgate.test\r\nContent-Length: 1\r\n\r\nx";
+    let (plain, _) = answer(proxy.addr(), PLAIN_GET).await;
+    let (with_body, _) = answer(proxy.addr(), post).await;
+    let (upgrade, _) = answer(proxy.addr(), &raw::upgrade_request("/", "")).await;
+    for (what, res) in [
+        ("plain", plain),
+        ("with a body", with_body),
+        ("upgrade", upgrade),
+    ] {
+        assert_eq!(res.status(), 502, "{what}: {}", res.text());
+    }
+    assert_eq!(origin.connections(), 3, "every request reached the origin");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_too_slow_to_answer_is_504_plain_and_upgrade() {
     let silent = origin::silent().await;
     let proxy = proxy::start([route("/", silent.addr()).response_timeout("300ms")]).await;
