@@ -172,28 +172,18 @@ impl Results {
         median(&v.iter().map(|&(_, x)| x).collect::<Vec<_>>())
     }
 
-    /// In how many rounds upgate was at or ahead of the best peer of that
-    /// same round, and in how many both were measured: the targets of a round
+    /// In how many rounds upgate was at or ahead of `peer` (the best peer by
+    /// median), and in how many both were measured: the targets of a round
     /// run back to back, so this pairs figures taken under the same load on
     /// the machine, which medians taken apart do not.
-    fn rounds_ahead(&self, m: Metric) -> Option<(usize, usize)> {
+    fn rounds_ahead(&self, m: Metric, peer: &str) -> Option<(usize, usize)> {
         let upgate = self.values.get(&(m, "upgate".to_string()))?;
+        let peer = self.values.get(&(m, peer.to_string()))?;
         let (mut ahead, mut paired) = (0, 0);
         for &(round, u) in upgate {
-            let peers = self
-                .targets
-                .iter()
-                .filter(|t| is_peer(t))
-                .filter_map(|t| self.values.get(&(m, t.clone())))
-                .flat_map(|v| v.iter().filter(|(r, _)| *r == round).map(|&(_, x)| x));
-            let best = if m.higher_is_better() {
-                peers.reduce(f64::max)
-            } else {
-                peers.reduce(f64::min)
-            };
-            if let Some(b) = best {
+            if let Some(&(_, p)) = peer.iter().find(|(r, _)| *r == round) {
                 paired += 1;
-                ahead += usize::from(if m.higher_is_better() { u >= b } else { u <= b });
+                ahead += usize::from(if m.higher_is_better() { u >= p } else { u <= p });
             }
         }
         (paired > 0).then_some((ahead, paired))
@@ -240,7 +230,7 @@ impl Results {
                         } else {
                             r <= 1.0
                         };
-                        let rounds = match self.rounds_ahead(m) {
+                        let rounds = match self.rounds_ahead(m, bt) {
                             Some((a, n)) if n > 1 => format!("; ahead {a}/{n}"),
                             _ => String::new(),
                         };
@@ -306,9 +296,9 @@ impl Results {
         let _ = writeln!(
             out,
             "↑ higher is better, ↓ lower is better; ✓: upgate at or ahead of the best peer. \
-             Ahead k/n: the rounds in which upgate was at or ahead of the best peer of the \
-             same round (a round runs the targets back to back, so this pairs figures taken \
-             under the same load on the machine). \
+             Ahead k/n: the rounds in which upgate was at or ahead of that peer in the same \
+             round (a round runs the targets back to back, so this pairs figures taken under \
+             the same load on the machine). \
              Proxy CPU per operation: utime+stime of all the proxy's processes and threads \
              (/proc/PID/stat; nginx: master + worker) over the measured interval, divided by \
              the operations completed in it. RSS per idle tunnel: VmRSS (nginx: master + worker) \
@@ -350,7 +340,7 @@ mod tests {
     fn rounds_ahead_pair_figures_of_the_same_round() {
         let targets: Vec<String> = ["upgate", "nginx", "haproxy"].map(String::from).into();
         let mut r = Results::new(&targets, &[]);
-        // CPU (lower is better): ahead of the round's best peer in rounds 0 and 2.
+        // CPU (lower is better): at or ahead of nginx in rounds 0 and 2.
         for (round, [u, n, h]) in [[10.0, 11.0, 12.0], [10.0, 9.0, 12.0], [20.0, 25.0, 21.0]]
             .into_iter()
             .enumerate()
@@ -360,15 +350,18 @@ mod tests {
             r.add(Metric::HsCpu, "nginx", n);
             r.add(Metric::HsCpu, "haproxy", h);
         }
-        assert_eq!(r.rounds_ahead(Metric::HsCpu), Some((2, 3)));
-        // A rate (higher is better); a round without a peer figure is not paired.
+        assert_eq!(r.rounds_ahead(Metric::HsCpu, "nginx"), Some((2, 3)));
+        assert_eq!(r.rounds_ahead(Metric::HsCpu, "haproxy"), Some((3, 3)));
+        // A rate (higher is better); a round without the peer's figure is not
+        // paired (nor judged against another peer).
         r.set_round(0);
         r.add(Metric::HsRate, "upgate", 5.0);
         r.add(Metric::HsRate, "nginx", 4.0);
         r.set_round(1);
         r.add(Metric::HsRate, "upgate", 5.0);
-        assert_eq!(r.rounds_ahead(Metric::HsRate), Some((1, 1)));
-        assert_eq!(r.rounds_ahead(Metric::SmallCpu), None);
+        r.add(Metric::HsRate, "haproxy", 1.0);
+        assert_eq!(r.rounds_ahead(Metric::HsRate, "nginx"), Some((1, 1)));
+        assert_eq!(r.rounds_ahead(Metric::SmallCpu, "nginx"), None);
     }
 
     #[test]

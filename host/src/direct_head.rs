@@ -267,7 +267,6 @@ pub fn client_head(
     })
 }
 
-/// A three-digit status code as text (httparse only accepts three digits).
 #[cfg(test)]
 #[path = "direct_head_tests.rs"]
 mod tests;

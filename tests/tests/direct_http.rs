@@ -327,8 +327,8 @@ async fn a_pooled_connection_the_upstream_closed_is_replaced() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_given_by_name_is_reached_on_every_connect() {
-    // Each answer closes its connection, so each request connects anew: the
-    // second by the name's kept answer (`dns_refresh`).
+    // Each answer closes its connection, so each request connects anew, by
+    // name (what is kept of a lookup, and for how long: resolve.rs's tests).
     let origin = origin(|_, _, _| Act::AnswerThenClose(OK)).await;
     let port = origin.addr().port();
     let text = proxy::config_text(&[route("/", origin.addr())]).replace(
