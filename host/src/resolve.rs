@@ -42,7 +42,7 @@ pub async fn connect(addr: &str, refresh: Duration) -> io::Result<TcpStream> {
             Err(e) => last = Some(e),
         }
     }
-    Err(last.unwrap_or_else(|| no_address()))
+    Err(last.unwrap_or_else(no_address))
 }
 
 fn no_address() -> io::Error {
