@@ -58,13 +58,16 @@ pub fn find<'a>(headers: &'a [Header], name: &str) -> Option<&'a [u8]> {
         .map(|h| h.value.as_slice())
 }
 
-/// The comma-separated tokens of every header named `name`, lower-cased.
+/// The comma-separated tokens of every header named `name` whose value is
+/// UTF-8, lower-cased (split by [`crate::headers::field_tokens`]).
 pub fn tokens(headers: &[Header], name: &str) -> Vec<String> {
-    headers
+    let fields = headers
         .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case(name))
-        .filter_map(|h| std::str::from_utf8(&h.value).ok())
-        .flat_map(|v| v.split(','))
+        .filter(|h| std::str::from_utf8(&h.value).is_ok())
+        .map(|h| (h.name.as_str(), h.value.as_slice()));
+    crate::headers::field_tokens(fields, name)
+        // Whole UTF-8 values split at ASCII commas: every token is UTF-8.
+        .filter_map(|t| std::str::from_utf8(t).ok())
         .map(|t| t.trim().to_ascii_lowercase())
         .filter(|t| !t.is_empty())
         .collect()
@@ -249,5 +252,12 @@ mod tests {
     fn tokens_are_lowercased_lists() {
         let hs = vec![h("Upgrade", "WebSocket, foo/2"), h("upgrade", "bar")];
         assert_eq!(tokens(&hs, "UPGRADE"), vec!["websocket", "foo/2", "bar"]);
+        // A value that is not UTF-8 is skipped whole; any whitespace is trimmed.
+        let mut odd = vec![h("Upgrade", " ,\u{a0},\u{a0}h2c\u{a0}")];
+        odd.push(Header {
+            name: "Upgrade".into(),
+            value: b"websocket, \xff".to_vec(),
+        });
+        assert_eq!(tokens(&odd, "upgrade"), vec!["h2c"]);
     }
 }
